@@ -1,0 +1,46 @@
+# Everything runs from a fresh machine with only python3 (3.11+) and make: the first target that needs
+# the environment installs uv (into .tools/ when it is not on PATH) and syncs .venv from uv.lock.
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV_BIN := $(CURDIR)/.venv/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo dev test lint format bench clean
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
+
+## demo: start the sandbox, materialize every asset into data/analytics.duckdb, print rows per table
+demo: install
+	$(VENV_BIN)/python -m analytics_assets.sandbox.demo
+
+## dev: the Dagster UI on http://localhost:3000 against the sandbox
+dev: install
+	$(VENV_BIN)/python -m analytics_assets.sandbox.demo --dev
+
+## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured)
+test: install
+	$(VENV_BIN)/pytest
+
+lint: install
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/mypy analytics_assets
+
+format: install
+	$(VENV_BIN)/ruff check --fix .
+	$(VENV_BIN)/ruff format .
+
+clean:
+	rm -rf .venv .tools .dagster_home data .pytest_cache .ruff_cache .mypy_cache

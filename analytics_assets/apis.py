@@ -1,0 +1,44 @@
+"""The two APIs this code location loads, each with its dlt source and its configuration keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dlt.sources import DltSource
+from dlt.sources.rest_api import RESTAPIConfig
+
+from analytics_assets.audience.source import audience, audience_config
+from analytics_assets.feedback.source import feedback, feedback_config
+
+
+@dataclass(frozen=True)
+class Api:
+    """One third-party API: its name (also its pipeline, dataset, asset prefix and group) and its source."""
+
+    name: str
+    source: Callable[..., DltSource]
+    config: Callable[..., RESTAPIConfig]
+
+    def env_var(self, setting: str) -> str:
+        """The environment variable dlt reads a setting of this source from."""
+        return f"SOURCES__{self.name.upper()}__{setting.upper()}"
+
+    def spec_source(self) -> DltSource:
+        """The source with placeholder settings: enough to list its resources, never run.
+
+        Passing every setting explicitly keeps dlt from looking anything up at import time.
+        """
+        return self.source(**_SPEC_ONLY_SETTINGS)
+
+    def spec_config(self) -> RESTAPIConfig:
+        """The `rest_api` config with placeholder settings, for describing the endpoints."""
+        return self.config(**_SPEC_ONLY_SETTINGS)
+
+
+_SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "http://spec-only.invalid", "api_key": "spec-only"}
+
+AUDIENCE = Api(name="audience", source=audience, config=audience_config)
+FEEDBACK = Api(name="feedback", source=feedback, config=feedback_config)
+APIS = (AUDIENCE, FEEDBACK)

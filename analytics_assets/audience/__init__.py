@@ -1,0 +1,1 @@
+"""The audience API: people, accounts, segments and their members."""

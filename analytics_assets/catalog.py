@@ -1,0 +1,78 @@
+"""What each endpoint is, read from the declarative `rest_api` configs (their single source of truth).
+
+The Dagster side uses this for asset descriptions, metadata and lineage, so that changing a config
+changes what the UI shows with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dlt.sources.rest_api import RESTAPIConfig
+
+from analytics_assets.rest import ShortPageOffsetPaginator
+
+_PARENT_PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.\w+\}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One REST endpoint as loaded into one table."""
+
+    resource: str
+    path: str
+    primary_key: tuple[str, ...]
+    paging: str
+    write_disposition: str
+    parent: str | None
+
+    def description(self, api: str) -> str:
+        """A Markdown description for the asset page."""
+        lines = [
+            f"`GET {self.path}` of the {api} API, loaded into table `{api}.{self.resource}`.",
+            "",
+            f"- primary key: {', '.join(f'`{k}`' for k in self.primary_key)}",
+            f"- paging: {self.paging}",
+            f"- write disposition: `{self.write_disposition}`",
+        ]
+        if self.parent:
+            lines.append(f"- one request per row of `{api}/{self.parent}`; rows carry its id")
+        return "\n".join(lines)
+
+
+def _paging(paginator: Any) -> str:
+    if isinstance(paginator, ShortPageOffsetPaginator):
+        return (
+            f"offset (`{paginator.param_name}`, `{paginator.limit_param}`={paginator.limit}),"
+            " stops on the first short page"
+        )
+    if paginator == "single_page":
+        return "none (one request)"
+    return str(paginator)
+
+
+def _as_tuple(key: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def endpoints(config: RESTAPIConfig) -> Mapping[str, Endpoint]:
+    """The endpoints of a `rest_api` config, by resource name."""
+    defaults: Mapping[str, Any] = config.get("resource_defaults") or {}
+    result = {}
+    for resource in config["resources"]:
+        assert isinstance(resource, dict), "configs here list resources as dicts"
+        endpoint: Mapping[str, Any] = resource["endpoint"]  # type: ignore[assignment]
+        path = endpoint["path"]
+        parent = _PARENT_PLACEHOLDER.search(path)
+        result[resource["name"]] = Endpoint(
+            resource=resource["name"],
+            path=path,
+            primary_key=_as_tuple(resource.get("primary_key", defaults.get("primary_key", ()))),
+            paging=_paging(endpoint.get("paginator")),
+            write_disposition=str(resource.get("write_disposition", defaults.get("write_disposition"))),
+            parent=parent.group(1) if parent else None,
+        )
+    return result

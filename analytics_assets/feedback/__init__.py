@@ -1,0 +1,1 @@
+"""The feedback API: surveys, their responses and the configuration around them."""

@@ -1,0 +1,75 @@
+"""The feedback API (seed 003) as a declarative dlt `rest_api` source.
+
+Every resource, path, data selector, paginator and header of the seed is kept; what fails as written
+is fixed (see shared api-notes): no totals, so offset paging (`skip`) stops on the first short page.
+Every record has an `id` key.
+"""
+
+from __future__ import annotations
+
+import dlt
+from dlt.sources import DltResource
+from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
+
+from analytics_assets.rest import ShortPageOffsetPaginator, retrying_session
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def feedback_config(base_url: str, api_key: str, api_key_header: str = API_KEY_HEADER) -> RESTAPIConfig:
+    """The `rest_api` configuration of the feedback API.
+
+    Args:
+        base_url: The API root, without `/v1` (paths start with it).
+        api_key: The key sent in the `api_key_header` header on every request.
+        api_key_header: The header name of the key.
+    """
+
+    def single_page(name: str, path: str) -> dict:
+        return {"name": name, "endpoint": {"path": path, "data_selector": "data", "paginator": "single_page"}}
+
+    return {
+        "client": {
+            "base_url": base_url,
+            "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
+            "session": retrying_session(),
+        },
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [
+            single_page("surveys", "/v1/management/surveys"),
+            single_page("action_classes", "/v1/management/action-classes"),
+            single_page("attribute_classes", "/v1/management/attribute-classes"),
+            {
+                **single_page("identified_peoples", "/v1/management/people"),
+                # Attribute names are chosen by each customer: one JSON column, not one column each.
+                "columns": {"attributes": {"data_type": "json"}},
+            },
+            {
+                "name": "responses",
+                # `data`, `ttc` and `variables` are keyed by question id or by the customer's own names:
+                # loaded naively they would add a column per question of every survey ever made. A JSON
+                # column keeps the table's shape stable and stays queryable (`data->>'$.q1'`).
+                "columns": {
+                    "data": {"data_type": "json"},
+                    "ttc": {"data_type": "json"},
+                    "variables": {"data_type": "json"},
+                },
+                "endpoint": {
+                    "path": "/v1/management/responses",
+                    "data_selector": "data",
+                    "paginator": ShortPageOffsetPaginator(offset_param="skip"),
+                },
+            },
+            single_page("webhooks", "/v1/webhooks"),
+        ],
+    }
+
+
+@dlt.source(name="feedback", section="feedback")
+def feedback(
+    base_url: str = dlt.config.value,
+    api_key: str = dlt.secrets.value,
+    api_key_header: str = API_KEY_HEADER,
+) -> list[DltResource]:
+    """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`."""
+    return rest_api_resources(feedback_config(base_url, api_key, api_key_header))

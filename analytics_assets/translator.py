@@ -1,0 +1,45 @@
+"""How dlt resources appear in Dagster: keys, groups, lineage, descriptions and metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetSpec, MetadataValue
+from dagster_dlt import DagsterDltTranslator
+from dagster_dlt.translator import DltResourceTranslatorData
+
+from analytics_assets.catalog import Endpoint
+
+
+@dataclass
+class ApiTranslator(DagsterDltTranslator):
+    """Maps each resource of one API to the asset `<api>/<resource>` in the group `<api>`.
+
+    The default translator would add a placeholder upstream asset per resource (`<source>_<resource>`);
+    here an asset depends only on its parent endpoint (`audience/segment_people` on `audience/segments`).
+    """
+
+    api: str = ""
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
+        endpoint = self.endpoints[data.resource.name]
+        return (
+            super()
+            .get_asset_spec(data)
+            .replace_attributes(
+                key=AssetKey([self.api, endpoint.resource]),
+                deps=[AssetKey([self.api, endpoint.parent])] if endpoint.parent else [],
+                group_name=self.api,
+                description=endpoint.description(self.api),
+                kinds={"dlt", "api"},
+                metadata={
+                    "dagster/table_name": MetadataValue.text(f"{self.api}.{endpoint.resource}"),
+                    "endpoint": MetadataValue.text(endpoint.path),
+                    "primary_key": MetadataValue.text(", ".join(endpoint.primary_key)),
+                    "paging": MetadataValue.text(endpoint.paging),
+                    "write_disposition": MetadataValue.text(endpoint.write_disposition),
+                },
+            )
+        )

@@ -1,0 +1,69 @@
+"""The code location as the Dagster UI sees it: assets, groups, lineage, descriptions."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey
+
+from analytics_assets.definitions import defs
+
+AUDIENCE = ["schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"]
+FEEDBACK = ["surveys", "action_classes", "attribute_classes", "identified_peoples", "responses", "webhooks"]
+EXPECTED_KEYS = {AssetKey(["audience", r]) for r in AUDIENCE} | {AssetKey(["feedback", r]) for r in FEEDBACK}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_exactly_the_thirteen_endpoint_assets() -> None:
+    graph = defs.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == EXPECTED_KEYS
+
+
+def test_segment_people_depends_on_segments_and_nothing_else_has_upstreams() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in EXPECTED_KEYS:
+        parents = set(graph.get(key).parent_keys)
+        if key == AssetKey(["audience", "segment_people"]):
+            assert parents == {AssetKey(["audience", "segments"])}
+        else:
+            assert parents == set(), key
+
+
+def test_groups_descriptions_and_table_metadata() -> None:
+    graph = defs.resolve_asset_graph()
+    peoples = graph.get(AssetKey(["audience", "peoples"]))
+    assert peoples.group_name == "audience"
+    assert graph.get(AssetKey(["feedback", "responses"])).group_name == "feedback"
+    assert "`GET /people/all`" in (peoples.description or "")
+    assert "`offset`" in (peoples.description or "")
+    assert peoples.metadata["dagster/table_name"].value == "audience.peoples"
+    assert peoples.metadata["primary_key"].value == "id"
+    members = graph.get(AssetKey(["audience", "segment_people"]))
+    assert members.metadata["primary_key"].value == "segment_id, id"
+    assert "dlt" in peoples.kinds
+
+
+def test_definitions_load_without_any_configuration(tmp_path: Path) -> None:
+    """No setting, secret or network is needed to load the code location (the UI does it on every reload)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DESTINATION__"))
+    }
+    env["HOME"] = str(tmp_path)
+    code = (
+        "import json; from analytics_assets.definitions import defs; "
+        "print(json.dumps(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())))"
+    )
+    # Run from an empty folder so no .dlt/ settings can be found either.
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == sorted(
+        k.to_user_string() for k in EXPECTED_KEYS
+    )

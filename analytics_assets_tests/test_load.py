@@ -1,0 +1,183 @@
+"""Loading the sandbox into a real DuckDB file through the Dagster assets."""
+
+from pathlib import Path
+
+import pytest
+
+from analytics_assets.sandbox import Sandbox
+from analytics_assets_tests.conftest import SMALL, query
+from analytics_assets_tests.materialize import materialize
+
+# resource -> (its key on the wire, its key column in the warehouse)
+KEYS = {
+    ("audience", "schemas"): ("name", "name"),
+    ("audience", "peoples"): ("id", "id"),
+    ("audience", "accounts"): ("accountId", "account_id"),
+    ("audience", "account_tags"): ("tag", "tag"),
+    ("audience", "segments"): ("id", "id"),
+    ("audience", "fields"): ("name", "name"),
+    ("feedback", "surveys"): ("id", "id"),
+    ("feedback", "action_classes"): ("id", "id"),
+    ("feedback", "attribute_classes"): ("id", "id"),
+    ("feedback", "identified_peoples"): ("id", "id"),
+    ("feedback", "responses"): ("id", "id"),
+    ("feedback", "webhooks"): ("id", "id"),
+}
+
+
+def data_tables(warehouse: Path, dataset: str) -> set[str]:
+    rows = query(
+        warehouse,
+        f"select table_name from information_schema.tables where table_schema = '{dataset}'"
+        " and table_name not like '\\_dlt%' escape '\\' and table_name not like '%\\_\\_%' escape '\\'",
+    )
+    return {r[0] for r in rows}
+
+
+def assert_warehouse_equals_sandbox(warehouse: Path, sandbox: Sandbox) -> None:
+    for (dataset, resource), (api_key, column) in KEYS.items():
+        expected = sorted(str(r[api_key]) for r in sandbox.data.records(resource))
+        loaded = sorted(str(r[0]) for r in query(warehouse, f"select {column} from {dataset}.{resource}"))
+        assert loaded == expected, f"{dataset}.{resource}"
+    memberships = sorted((str(s), p) for s, p in sandbox.data.memberships())
+    loaded = sorted(
+        (str(s), p) for s, p in query(warehouse, "select segment_id, id from audience.segment_people")
+    )
+    assert loaded == memberships
+
+
+def test_full_materialization_loads_exactly_the_sandbox_data(configured: Sandbox, warehouse: Path) -> None:
+    result = materialize()
+    assert result.success
+
+    assert data_tables(warehouse, "audience") == {
+        "schemas",
+        "peoples",
+        "accounts",
+        "account_tags",
+        "segments",
+        "fields",
+        "segment_people",
+    }
+    assert data_tables(warehouse, "feedback") == {
+        "surveys",
+        "action_classes",
+        "attribute_classes",
+        "identified_peoples",
+        "responses",
+        "webhooks",
+    }
+    assert_warehouse_equals_sandbox(warehouse, configured)
+    assert len(query(warehouse, "select * from audience.peoples")) == SMALL.people
+    assert (
+        len(query(warehouse, "select * from audience.segment_people"))
+        == SMALL.segments * SMALL.members_per_segment
+    )
+
+
+def test_columns_follow_the_seed_schemas(configured: Sandbox, warehouse: Path) -> None:
+    assert materialize("audience/peoples", "audience/accounts").success
+
+    def columns(table: str) -> dict[str, str]:
+        rows = query(
+            warehouse,
+            "select column_name, data_type from information_schema.columns"
+            f" where table_schema = 'audience' and table_name = '{table}'",
+        )
+        return dict(rows)
+
+    peoples = columns("peoples")
+    assert {"id", "email", "first_name", "last_name", "created_at", "updated_at"} <= set(peoples)
+    assert peoples["created_at"].startswith("TIMESTAMP")
+    accounts = columns("accounts")
+    assert accounts["account_id"] in {"BIGINT", "DOUBLE", "DECIMAL", "INTEGER"}
+    # Credentials in the account payload never reach the warehouse.
+    assert not {"api_key", "write_key"} & set(accounts)
+
+
+def test_segment_people_has_one_row_per_membership(configured: Sandbox, warehouse: Path) -> None:
+    assert materialize().success
+    rows = query(
+        warehouse, "select segment_id, count(*), count(distinct id) from audience.segment_people group by 1"
+    )
+    segment_ids = {r["id"] for r in configured.data.records("segments")}
+    assert {r[0] for r in rows} == segment_ids
+    assert all(count == distinct == SMALL.members_per_segment for _, count, distinct in rows)
+    # A person in several segments is several rows.
+    shared = query(
+        warehouse,
+        "select count(*) from (select id from audience.segment_people group by id having count(*) > 1)",
+    )
+    assert shared[0][0] > 0
+
+
+def test_running_twice_leaves_the_same_rows(configured: Sandbox, warehouse: Path) -> None:
+    assert materialize().success
+    assert materialize().success
+    assert_warehouse_equals_sandbox(warehouse, configured)
+    duplicates = query(warehouse, "select count(*) - count(distinct id) from audience.peoples")
+    assert duplicates[0][0] == 0
+
+
+def test_materializing_only_segment_people_loads_only_that_table(
+    configured: Sandbox, warehouse: Path
+) -> None:
+    result = materialize("audience/segment_people")
+    assert result.success
+    assert data_tables(warehouse, "audience") == {"segment_people"}
+    assert data_tables(warehouse, "feedback") == set()
+    memberships = sorted((str(s), p) for s, p in configured.data.memberships())
+    loaded = sorted(
+        (str(s), p) for s, p in query(warehouse, "select segment_id, id from audience.segment_people")
+    )
+    assert loaded == memberships
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert {k.to_user_string() for k in materialized} == {"audience/segment_people"}
+
+
+def test_requests_carry_the_key_in_the_header_and_page_by_100(configured: Sandbox, warehouse: Path) -> None:
+    assert materialize().success
+    requests = configured.requests()
+    assert requests
+    for r in requests:
+        header = "api_key" if r["api"] == "audience" else "x-api-key"
+        expected_key = configured.audience_key if r["api"] == "audience" else configured.feedback_key
+        assert r["headers"].get(header) == expected_key
+        assert expected_key not in str(r["query"])
+        assert "key" not in " ".join(r["query"]).lower()
+
+    people_pages = [r["query"] for r in requests if r["path"].endswith("/people/all")]
+    assert [p["offset"] for p in people_pages] == ["0", "100", "200"]  # 250 people: the short page ends it
+    assert all(p["limit"] == "100" for p in people_pages)
+    response_pages = [r["query"] for r in requests if r["path"].endswith("/responses")]
+    assert [p["skip"] for p in response_pages] == ["0", "100", "200"]  # 230 responses
+    for segment in configured.data.records("segments"):
+        pages = [r["query"] for r in requests if r["path"].endswith(f"/segments/{segment['id']}/people")]
+        assert [p["offset"] for p in pages] == ["0", "100"]  # 120 members
+
+
+def test_a_full_last_page_costs_one_more_request(sandbox_300: Sandbox, warehouse: Path) -> None:
+    assert materialize("audience/peoples").success
+    offsets = [r["query"]["offset"] for r in sandbox_300.requests() if r["path"].endswith("/people/all")]
+    assert offsets == ["0", "100", "200", "300"]  # no total: only the empty page says it was the last
+    assert query(warehouse, "select count(*) from audience.peoples")[0][0] == 300
+
+
+@pytest.fixture
+def sandbox_300(warehouse: Path, monkeypatch: pytest.MonkeyPatch):
+    from dataclasses import replace
+
+    with Sandbox(replace(SMALL, people=300), port=0) as sb:
+        for name, value in sb.env().items():
+            monkeypatch.setenv(name, value)
+        yield sb
+
+
+def test_a_run_without_a_key_names_the_variable(configured: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCES__FEEDBACK__API_KEY")
+    result = materialize("feedback/webhooks", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert "SOURCES__FEEDBACK__API_KEY" in message
+    assert configured.requests(api="feedback") == []
