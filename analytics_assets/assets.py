@@ -11,7 +11,7 @@ from dlt.sources import DltSource
 from analytics_assets.apis import Api
 from analytics_assets.catalog import endpoints
 from analytics_assets.translator import ApiTranslator
-from analytics_assets.warehouse import loader_file_format, warehouse_pipeline
+from analytics_assets.warehouse import loader_file_format, warehouse_lock, warehouse_pipeline
 
 
 def configured_source(api: Api) -> DltSource:
@@ -49,17 +49,18 @@ def build_api_assets(api: Api) -> AssetsDefinition:
         pool=f"{api.name}_api",
     )
     def _assets(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[MaterializeResult]:
+        source = configured_source(api)
         pipeline = warehouse_pipeline(api.name)
-        results = dlt.run(
-            context=context,
-            dlt_source=configured_source(api),
-            dlt_pipeline=pipeline,
-            loader_file_format=loader_file_format(),
-        )
-        for result in results:
-            assert result.asset_key is not None
-            table = result.asset_key.path[-1]
-            row_count = MetadataValue.int(_row_count(pipeline, table))
-            yield result._replace(metadata={**(result.metadata or {}), "dagster/row_count": row_count})
+        with warehouse_lock(context.log):
+            results = dlt.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                loader_file_format=loader_file_format(),
+            )
+            for result in results:
+                assert result.asset_key is not None
+                row_count = MetadataValue.int(_row_count(pipeline, result.asset_key.path[-1]))
+                yield result._replace(metadata={**(result.metadata or {}), "dagster/row_count": row_count})
 
     return _assets

@@ -8,7 +8,11 @@ Each API gets its own pipeline name and dataset, so their state and tables never
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
@@ -34,8 +38,11 @@ def destination_name() -> str:
 
 
 def duckdb_path() -> Path:
-    """The DuckDB file the embedded warehouse writes to."""
-    return Path(os.environ.get(DUCKDB_PATH_ENV) or DEFAULT_DUCKDB_PATH)
+    """The DuckDB file the embedded warehouse writes to, relative paths taken from the working directory.
+
+    Resolved here because dlt would otherwise resolve a relative path against its own local folder.
+    """
+    return Path(os.environ.get(DUCKDB_PATH_ENV) or DEFAULT_DUCKDB_PATH).resolve()
 
 
 def destination() -> Destination:
@@ -61,3 +68,28 @@ def warehouse_pipeline(api: str) -> dlt.Pipeline:
         api: The API name; it is the pipeline name and the dataset (schema) name.
     """
     return dlt.pipeline(pipeline_name=api, destination=destination(), dataset_name=api)
+
+
+@contextmanager
+def warehouse_lock(log: logging.Logger) -> Iterator[None]:
+    """Hold the embedded warehouse for one writer at a time.
+
+    DuckDB lets only one process open a file for writing; the audience and feedback assets run in
+    separate processes (and a schedule tick can meet a manual run), so their loads take turns on a
+    lock file beside the database. Server destinations handle concurrent writers themselves: no-op.
+    """
+    if destination_name() != "duckdb":
+        yield
+        return
+    path = duckdb_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"Waiting for another load to finish writing {path} (DuckDB allows one writer).")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
