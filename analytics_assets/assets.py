@@ -38,19 +38,48 @@ def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
     return int(rows[0][0])
 
 
-def build_api_assets(api: Api) -> AssetsDefinition:
-    """The assets of one API: `<api>/<resource>` for every resource of its source."""
+def _load_groups(api: Api) -> dict[str, tuple[str, ...]]:
+    """The resources of an API by the op (and dlt pipeline) that loads them.
 
+    Top-level resources load together in one op named for the API. A child resource gets an op of its
+    own, downstream of its parent's, so that a blocking check on the parent keeps a bad parent from
+    feeding it (within one op, Dagster cannot stop half of the outputs).
+    """
+    groups: dict[str, tuple[str, ...]] = {api.name: ()}
+    for endpoint in endpoints(api.spec_config()).values():
+        name = f"{api.name}_{endpoint.resource}" if endpoint.parent else api.name
+        groups[name] = (*groups.get(name, ()), endpoint.resource)
+    return groups
+
+
+def _select(source: DltSource, load: str, resources: tuple[str, ...]) -> DltSource:
+    # Each op's pipeline has its own name, and so its own dlt schema and state, in the API's dataset.
+    selected = source.with_resources(*resources)
+    return selected if load == source.name else selected.clone(with_name=load)
+
+
+def build_api_assets(api: Api) -> list[AssetsDefinition]:
+    """The assets of one API: `<api>/<resource>` for every resource of its source."""
+    translator = ApiTranslator(api=api.name, endpoints=endpoints(api.spec_config()))
+    return [
+        _build_load_assets(api, load, resources, translator) for load, resources in _load_groups(api).items()
+    ]
+
+
+def _build_load_assets(
+    api: Api, load: str, resources: tuple[str, ...], translator: ApiTranslator
+) -> AssetsDefinition:
     @dlt_assets(
-        dlt_source=api.spec_source(),
-        dlt_pipeline=dlt.pipeline(pipeline_name=api.name, dataset_name=api.name),
-        name=f"{api.name}_api",
-        dagster_dlt_translator=ApiTranslator(api=api.name, endpoints=endpoints(api.spec_config())),
+        dlt_source=_select(api.spec_source(), load, resources),
+        dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
+        name=load,
+        dagster_dlt_translator=translator,
+        # One pool per API: runs that load the same API take turns (limits in dagster.yaml).
         pool=f"{api.name}_api",
     )
     def _assets(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[MaterializeResult]:
-        source = configured_source(api)
-        pipeline = warehouse_pipeline(api.name)
+        source = _select(configured_source(api), load, resources)
+        pipeline = warehouse_pipeline(load, dataset=api.name)
         with warehouse_lock(context.log):
             results = dlt.run(
                 context=context,

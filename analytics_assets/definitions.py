@@ -7,6 +7,6 @@ from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
 
 defs = Definitions(
-    assets=[build_api_assets(api) for api in APIS],
+    assets=[assets for api in APIS for assets in build_api_assets(api)],
     resources={"dlt": DagsterDltResource()},
 )

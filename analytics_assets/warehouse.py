@@ -61,13 +61,14 @@ def loader_file_format() -> str | None:
     return LOADER_FILE_FORMATS.get(destination_name())
 
 
-def warehouse_pipeline(api: str) -> dlt.Pipeline:
-    """The dlt pipeline that loads one API into its own dataset.
+def warehouse_pipeline(name: str, dataset: str) -> dlt.Pipeline:
+    """A dlt pipeline that loads into the dataset of its API.
 
     Args:
-        api: The API name; it is the pipeline name and the dataset (schema) name.
+        name: The pipeline name, unique per op so no two share local state or cursors.
+        dataset: The dataset (schema) name: the API's name.
     """
-    return dlt.pipeline(pipeline_name=api, destination=destination(), dataset_name=api)
+    return dlt.pipeline(pipeline_name=name, destination=destination(), dataset_name=dataset)
 
 
 @contextmanager
