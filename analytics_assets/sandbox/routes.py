@@ -1,0 +1,131 @@
+"""The endpoints of both APIs: paths, envelopes, paging parameters and their validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from .dataset import Dataset
+from .faults import JSON, error_response
+
+AUDIENCE_PREFIX = "/audience/v1"
+FEEDBACK_PREFIX = "/feedback"
+MAX_LIMIT = 100
+# Without `limit`, a paginated endpoint answers pages of 50: a client that forgets to send `limit=100`
+# but stops on a page shorter than 100 stops after the first page, and a test notices.
+DEFAULT_PAGE_SIZE = 50
+SORTS = ("createdAt", "updatedAt")
+ORDERS = ("asc", "desc")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One list endpoint.
+
+    Attributes:
+        resource: The dlt resource it feeds.
+        envelope: The key holding the list; None for a bare array at the root.
+        paginated: Whether it pages by default (the others return everything unless asked).
+        template: The path pattern, for counters.
+    """
+
+    resource: str
+    envelope: str | None
+    paginated: bool
+    template: str
+
+
+AUDIENCE_ENDPOINTS = {
+    "/schemas": Endpoint("schemas", "objects", False, "/schemas"),
+    "/people/all": Endpoint("peoples", "people", True, "/people/all"),
+    "/accounts": Endpoint("accounts", None, False, "/accounts"),
+    "/tags-management": Endpoint("account_tags", "tags", False, "/tags-management"),
+    "/segments": Endpoint("segments", "segments", False, "/segments"),
+    "/fields": Endpoint("fields", "items", False, "/fields"),
+}
+SEGMENT_PEOPLE = Endpoint("segment_people", "people", True, "/segments/{id}/people")
+FEEDBACK_ENDPOINTS = {
+    path: Endpoint(resource, "data", resource == "responses", path)
+    for path, resource in (
+        ("/v1/management/surveys", "surveys"),
+        ("/v1/management/action-classes", "action_classes"),
+        ("/v1/management/attribute-classes", "attribute_classes"),
+        ("/v1/management/people", "identified_peoples"),
+        ("/v1/management/responses", "responses"),
+        ("/v1/webhooks", "webhooks"),
+    )
+}
+OFFSET_PARAM = {"audience": "offset", "feedback": "skip"}
+UNKNOWN = "(unknown)"
+
+
+class BadRequest(ValueError):
+    """A query parameter the API would reject with 400."""
+
+
+def api_of(path: str) -> str | None:
+    """Which API a request path belongs to, or None."""
+    if path == AUDIENCE_PREFIX or path.startswith(AUDIENCE_PREFIX + "/"):
+        return "audience"
+    if path == FEEDBACK_PREFIX or path.startswith(FEEDBACK_PREFIX + "/"):
+        return "feedback"
+    return None
+
+
+def resolve(api: str, path: str) -> tuple[Endpoint | None, int | None]:
+    """(endpoint, segment id) of a request path of `api`; endpoint None for an unknown path."""
+    if api == "feedback":
+        return FEEDBACK_ENDPOINTS.get(path[len(FEEDBACK_PREFIX) :]), None
+    sub = path[len(AUDIENCE_PREFIX) :]
+    endpoint = AUDIENCE_ENDPOINTS.get(sub)
+    if endpoint is not None:
+        return endpoint, None
+    parts = sub.split("/")
+    if len(parts) == 4 and parts[1] == "segments" and parts[3] == "people" and parts[2].isdigit():
+        return SEGMENT_PEOPLE, int(parts[2])
+    return None, None
+
+
+def template_of(api: str, path: str) -> str:
+    """The endpoint pattern of a path, for counters (unknown paths share one bucket)."""
+    endpoint, _ = resolve(api, path)
+    return endpoint.template if endpoint is not None else UNKNOWN
+
+
+def _int_param(query: dict[str, str], name: str, minimum: int) -> int | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise BadRequest(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def serve(
+    dataset: Dataset, api: str, endpoint: Endpoint, segment_id: int | None, query: dict[str, str]
+) -> tuple[int, str, bytes]:
+    """(status, content type, body) of an authorised request to a known endpoint."""
+    try:
+        limit = _int_param(query, "limit", 1)
+        offset = _int_param(query, OFFSET_PARAM[api], 0) or 0
+        sort, order = "createdAt", "asc"
+        if endpoint.resource == "peoples":  # the only endpoint with a choice of order
+            sort, order = query.get("sort", sort), query.get("order", order)
+            if sort not in SORTS or order not in ORDERS:
+                raise BadRequest(f"sort must be one of {SORTS} and order one of {ORDERS}")
+    except BadRequest as error:
+        return (400, *error_response(api, 400, str(error)))
+    if limit is not None:
+        limit = min(limit, MAX_LIMIT)  # silently, like the real APIs
+    elif endpoint.paginated:
+        limit = DEFAULT_PAGE_SIZE
+    records = dataset.page(endpoint.resource, offset, limit, sort=sort, order=order, segment_id=segment_id)
+    if records is None:
+        return (404, *error_response(api, 404))
+    body = orjson.dumps(records if endpoint.envelope is None else {endpoint.envelope: records})
+    return 200, JSON, body

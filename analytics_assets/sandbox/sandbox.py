@@ -1,0 +1,229 @@
+"""`Sandbox`: both APIs served from one local HTTP server in a background thread."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+from .config import SandboxConfig
+from .dataset import Dataset
+from .faults import Fault, FaultBook, RateLimiter
+from .requestlog import RequestLog
+from .routes import AUDIENCE_PREFIX, FEEDBACK_PREFIX
+from .server import SandboxHTTPServer
+
+
+def check_loopback(host: str) -> None:
+    """Refuse any host that is not a loopback address: the sandbox has no real security."""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError as error:
+            raise ValueError(f"cannot resolve host {host!r}: {error}") from None
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    if not addresses or not all(a.is_loopback for a in addresses):
+        raise ValueError(f"the sandbox only binds to loopback addresses, not {host!r}")
+
+
+class Sandbox:
+    """A local stand-in for both analytics APIs, with data changes, faults and a request log.
+
+    Example:
+        >>> with Sandbox(SandboxConfig(people=250)) as sb:
+        ...     os.environ.update(sb.env())
+        ...     sb.data.update_people(5)
+        ...     sb.inject_fault("/audience/v1/people/all", "status", status=503)
+
+    Args:
+        config: Sizes and seed of the data (defaults to `SandboxConfig()`).
+        host: Loopback address to bind.
+        port: Port to bind; 0 picks a free one (see `url` after `start`).
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        check_loopback(host)
+        self.config = config or SandboxConfig()
+        self.host = host
+        self.port = port
+        self.data = Dataset(self.config)
+        self.faults = FaultBook()
+        self.rate_limiter = RateLimiter()
+        self.log = RequestLog(self.config.request_log_size)
+        self.latency = 0.0
+        # Set on stop: wakes requests sleeping on injected latency.
+        self.stopping = threading.Event()
+        self._server: SandboxHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        """Bind and serve in a background thread; returns self."""
+        if self._server is not None:
+            return self
+        self.stopping.clear()
+        self._server = SandboxHTTPServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.stopping.set()
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._server is not None
+
+    # -- where to reach it -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """`http://host:port` of the server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def audience_base_url(self) -> str:
+        """Base URL of the audience API (ends in `/v1`)."""
+        return self.url + AUDIENCE_PREFIX
+
+    @property
+    def feedback_base_url(self) -> str:
+        """Base URL of the feedback API (its paths start with `/v1/`)."""
+        return self.url + FEEDBACK_PREFIX
+
+    @property
+    def audience_key(self) -> str:
+        """The key the audience API accepts (header `api_key`)."""
+        return self.config.audience_key
+
+    @property
+    def feedback_key(self) -> str:
+        """The key the feedback API accepts (header `X-API-Key`)."""
+        return self.config.feedback_key
+
+    def env(self) -> dict[str, str]:
+        """The dlt settings that point both sources at this sandbox."""
+        return {
+            "SOURCES__AUDIENCE__BASE_URL": self.audience_base_url,
+            "SOURCES__AUDIENCE__API_KEY": self.audience_key,
+            "SOURCES__FEEDBACK__BASE_URL": self.feedback_base_url,
+            "SOURCES__FEEDBACK__API_KEY": self.feedback_key,
+        }
+
+    def info(self) -> dict[str, Any]:
+        """URLs, settings and config of this sandbox (JSON-ready)."""
+        return {
+            "url": self.url,
+            "audience_base_url": self.audience_base_url,
+            "feedback_base_url": self.feedback_base_url,
+            "env": self.env(),
+            "config": self.config.to_dict(),
+            "latency": self.latency,
+            "rate_limits": self.rate_limiter.limits(),
+        }
+
+    # -- faults, latency, rate limits ------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        path: str,
+        kind: str,
+        times: int = 1,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        delay: float | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Make the next `times` requests matching `path` (and `query`) fail.
+
+        Args:
+            path: Full request path without query, e.g. `/audience/v1/people/all`; a trailing `*`
+                matches every path with that prefix.
+            kind: `status` (that status and the API's error body), `latency` (wait `delay` seconds,
+                then answer normally), `reset` (TCP RST, no response), `malformed_json` (200 with a
+                truncated JSON body), `html_error` (an HTML page, status 200 unless given).
+            times: How many matching requests the fault hits.
+            status: Status code of a `status` or `html_error` fault.
+            retry_after: Seconds for a `Retry-After` header (status faults; none when omitted).
+            delay: Seconds of a `latency` fault.
+            query: Query parameters the request must carry, e.g. `{"offset": "200"}`.
+
+        Returns:
+            The fault as queued.
+        """
+        fault = Fault(path, kind, times, status, retry_after, delay, query)
+        self.faults.add(fault)
+        return fault.to_dict()
+
+    def clear_faults(self) -> None:
+        """Drop every pending fault."""
+        self.faults.clear()
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        """The faults still waiting for requests."""
+        return self.faults.pending()
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every API request by `seconds` (0 for none)."""
+        if seconds < 0:
+            raise ValueError("latency must be >= 0")
+        self.latency = float(seconds)
+
+    def set_rate_limit(self, api: str, requests: int | None, window_seconds: float = 60.0) -> None:
+        """Allow `requests` per rolling `window_seconds` on `api`, answering 429 past it; None: no limit."""
+        self.rate_limiter.set(api, requests, window_seconds)
+
+    # -- request log -----------------------------------------------------------------------------
+
+    def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        """Logged API requests, oldest first: api, method, path, query, headers, status, fault, time.
+
+        Args:
+            api: Only this API ("audience" or "feedback").
+            path: Only this exact path (a trailing `*` matches a prefix).
+        """
+        return self.log.entries(api, path)
+
+    def clear_requests(self) -> None:
+        """Empty the request log and its counters."""
+        self.log.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Request counts per API and endpoint, with statuses and faults."""
+        return self.log.stats()
+
+    def reset(self) -> None:
+        """Pristine data, no faults, latency or rate limits, an empty request log."""
+        self.data.reset()
+        self.faults.clear()
+        self.rate_limiter.clear()
+        self.latency = 0.0
+        self.log.clear()
