@@ -1,9 +1,23 @@
-"""Shared fixtures: a sandbox serving both APIs over loopback, and a warehouse in a fresh DuckDB file."""
+"""Shared fixtures: a sandbox serving both APIs over loopback, and a warehouse of the test's own.
 
+The warehouse is a fresh DuckDB file by default. A test runs against PostgreSQL too when it is marked
+`@on_every_warehouse`: its PostgreSQL variant gets a database of its own on the server named by
+`ANALYTICS_TEST_POSTGRES_URL` (created before, dropped after), and is skipped when that is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
+import psycopg2
 import pytest
 
 from analytics_assets.sandbox import Sandbox, SandboxConfig
@@ -17,6 +31,115 @@ SMALL = SandboxConfig(
     responses=230,
 )
 
+POSTGRES_URL_ENV = "ANALYTICS_TEST_POSTGRES_URL"
+WAREHOUSES = ("duckdb", "postgres")
+
+on_every_warehouse = pytest.mark.parametrize("warehouse", WAREHOUSES, indirect=True)
+"""Run the marked test once per warehouse destination (PostgreSQL only when configured)."""
+
+
+def postgres_server_url() -> str:
+    """The PostgreSQL server the tests may create databases on, or skip the test with the reason."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need a server: set {POSTGRES_URL_ENV}"
+            " (e.g. postgresql://postgres@127.0.0.1:5432/test; .ci/run sets it)"
+        )
+    return url
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def dlt_postgres_credentials(url: str) -> str:
+    """`url` as dlt's Postgres credentials: dlt requires a password, so trust auth gets an empty one."""
+    parts = urlsplit(url)
+    if parts.password is not None or not parts.username:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:@{parts.netloc.split('@', 1)[1]}"))
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str, prefix: str = "analytics_test") -> Iterator[str]:
+    """A new, empty database on the server (dropped afterwards, connections and all); yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'create database "{name}"')
+        yield with_database(server_url, name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+@dataclass
+class Warehouse:
+    """The warehouse a test loads into: its destination, the settings that select it, and queries.
+
+    Attributes:
+        destination: `duckdb` or `postgres` (the value of `ANALYTICS_DESTINATION`).
+        env: The environment variables that point the code location at this warehouse.
+        path: The DuckDB file (DuckDB only).
+        url: The database URL (PostgreSQL only).
+    """
+
+    destination: str
+    env: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    url: str | None = None
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a query (DuckDB is opened read-only, so nothing is left locked)."""
+        if self.destination == "duckdb":
+            assert self.path is not None
+            with duckdb.connect(str(self.path), read_only=True) as con:
+                return con.execute(sql).fetchall()
+        assert self.url is not None
+        con = psycopg2.connect(self.url)
+        try:
+            with con.cursor() as cursor:
+                cursor.execute(sql)
+                return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            con.close()
+
+    def tables(self, dataset: str) -> set[str]:
+        """The data tables of a dataset: neither dlt's own tables nor child tables (`a__b`)."""
+        rows = self.query(
+            f"select table_name from information_schema.tables where table_schema = '{dataset}'"
+            " and table_name not like '\\_dlt%' escape '\\' and table_name not like '%\\_\\_%' escape '\\'"
+        )
+        return {r[0] for r in rows}
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per data table of both datasets, as `{"audience.peoples": 250, ...}`."""
+        return {
+            f"{dataset}.{table}": int(self.query(f"select count(*) from {dataset}.{table}")[0][0])
+            for dataset in ("audience", "feedback")
+            for table in sorted(self.tables(dataset))
+        }
+
+
+@contextmanager
+def make_warehouse(destination: str, tmp_path: Path) -> Iterator[Warehouse]:
+    """An empty warehouse of the destination, and a dlt data folder of its own, under `tmp_path`."""
+    env = {"ANALYTICS_DESTINATION": destination, "DLT_DATA_DIR": str(tmp_path / "dlt")}
+    if destination == "duckdb":
+        path = tmp_path / "warehouse" / "analytics.duckdb"
+        yield Warehouse(destination, {**env, "ANALYTICS_DUCKDB_PATH": str(path)}, path=path)
+    elif destination == "postgres":
+        with fresh_postgres_database(postgres_server_url()) as url:
+            env["DESTINATION__POSTGRES__CREDENTIALS"] = dlt_postgres_credentials(url)
+            yield Warehouse(destination, env, url=url)
+    else:
+        raise ValueError(f"no test warehouse for {destination!r}")
+
 
 @pytest.fixture
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
@@ -27,24 +150,33 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty DuckDB warehouse and dlt data folder of this test's own."""
-    path = tmp_path / "warehouse" / "analytics.duckdb"
-    monkeypatch.setenv("ANALYTICS_DESTINATION", "duckdb")
-    monkeypatch.setenv("ANALYTICS_DUCKDB_PATH", str(path))
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    return path
+def warehouse(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Warehouse]:
+    """An empty warehouse of this test's own, selected for the code location through the environment.
+
+    DuckDB unless the test is parametrized otherwise (`@on_every_warehouse`, or `indirect` with
+    `"postgres"`).
+    """
+    destination = getattr(request, "param", "duckdb")
+    for name in ("ANALYTICS_DUCKDB_PATH", "DESTINATION__POSTGRES__CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    with make_warehouse(destination, tmp_path) as wh:
+        for name, value in wh.env.items():
+            monkeypatch.setenv(name, value)
+        yield wh
 
 
 @pytest.fixture
-def configured(sandbox: Sandbox, warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+def configured(sandbox: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """Both sources pointed at the sandbox, loading into the test's warehouse."""
     for name, value in sandbox.env().items():
         monkeypatch.setenv(name, value)
     return sandbox
 
 
-def query(path: Path, sql: str) -> list[tuple]:
-    """Rows of a query against the DuckDB warehouse (read-only, so nothing is left locked)."""
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).fetchall()
+def query(warehouse: Warehouse | Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query against the warehouse (or a DuckDB file); same as `warehouse.query(sql)`."""
+    if isinstance(warehouse, Warehouse):
+        return warehouse.query(sql)
+    return Warehouse("duckdb", path=Path(warehouse)).query(sql)

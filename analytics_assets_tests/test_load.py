@@ -1,11 +1,9 @@
-"""Loading the sandbox into a real DuckDB file through the Dagster assets."""
-
-from pathlib import Path
+"""Loading the sandbox into a real warehouse through the Dagster assets: DuckDB, and PostgreSQL when configured."""
 
 import pytest
 
 from analytics_assets.sandbox import Sandbox
-from analytics_assets_tests.conftest import SMALL, query
+from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 
 # resource -> (its key on the wire, its key column in the warehouse)
@@ -25,32 +23,26 @@ KEYS = {
 }
 
 
-def data_tables(warehouse: Path, dataset: str) -> set[str]:
-    rows = query(
-        warehouse,
-        f"select table_name from information_schema.tables where table_schema = '{dataset}'"
-        " and table_name not like '\\_dlt%' escape '\\' and table_name not like '%\\_\\_%' escape '\\'",
-    )
-    return {r[0] for r in rows}
-
-
-def assert_warehouse_equals_sandbox(warehouse: Path, sandbox: Sandbox) -> None:
+def assert_warehouse_equals_sandbox(warehouse: Warehouse, sandbox: Sandbox) -> None:
     for (dataset, resource), (api_key, column) in KEYS.items():
         expected = sorted(str(r[api_key]) for r in sandbox.data.records(resource))
-        loaded = sorted(str(r[0]) for r in query(warehouse, f"select {column} from {dataset}.{resource}"))
+        loaded = sorted(str(r[0]) for r in warehouse.query(f"select {column} from {dataset}.{resource}"))
         assert loaded == expected, f"{dataset}.{resource}"
     memberships = sorted((str(s), p) for s, p in sandbox.data.memberships())
     loaded = sorted(
-        (str(s), p) for s, p in query(warehouse, "select segment_id, id from audience.segment_people")
+        (str(s), p) for s, p in warehouse.query("select segment_id, id from audience.segment_people")
     )
     assert loaded == memberships
 
 
-def test_full_materialization_loads_exactly_the_sandbox_data(configured: Sandbox, warehouse: Path) -> None:
+@on_every_warehouse
+def test_full_materialization_loads_exactly_the_sandbox_data(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
     result = materialize()
     assert result.success
 
-    assert data_tables(warehouse, "audience") == {
+    assert warehouse.tables("audience") == {
         "schemas",
         "peoples",
         "accounts",
@@ -59,7 +51,7 @@ def test_full_materialization_loads_exactly_the_sandbox_data(configured: Sandbox
         "fields",
         "segment_people",
     }
-    assert data_tables(warehouse, "feedback") == {
+    assert warehouse.tables("feedback") == {
         "surveys",
         "action_classes",
         "attribute_classes",
@@ -68,74 +60,87 @@ def test_full_materialization_loads_exactly_the_sandbox_data(configured: Sandbox
         "webhooks",
     }
     assert_warehouse_equals_sandbox(warehouse, configured)
-    assert len(query(warehouse, "select * from audience.peoples")) == SMALL.people
-    assert (
-        len(query(warehouse, "select * from audience.segment_people"))
-        == SMALL.segments * SMALL.members_per_segment
-    )
+    assert warehouse.query("select count(*) from audience.peoples") == [(SMALL.people,)]
+    assert warehouse.query("select count(*) from audience.segment_people") == [
+        (SMALL.segments * SMALL.members_per_segment,)
+    ]
 
 
-def test_columns_follow_the_seed_schemas(configured: Sandbox, warehouse: Path) -> None:
+@on_every_warehouse
+def test_columns_follow_the_seed_schemas(configured: Sandbox, warehouse: Warehouse) -> None:
     assert materialize("audience/peoples", "audience/accounts").success
 
     def columns(table: str) -> dict[str, str]:
-        rows = query(
-            warehouse,
+        rows = warehouse.query(
             "select column_name, data_type from information_schema.columns"
-            f" where table_schema = 'audience' and table_name = '{table}'",
+            f" where table_schema = 'audience' and table_name = '{table}'"
         )
-        return dict(rows)
+        return {name: data_type.upper() for name, data_type in rows}
 
     peoples = columns("peoples")
     assert {"id", "email", "first_name", "last_name", "created_at", "updated_at"} <= set(peoples)
     assert peoples["created_at"].startswith("TIMESTAMP")
     accounts = columns("accounts")
-    assert accounts["account_id"] in {"BIGINT", "DOUBLE", "DECIMAL", "INTEGER"}
+    assert accounts["account_id"] in {"BIGINT", "INTEGER", "DOUBLE", "DOUBLE PRECISION", "DECIMAL", "NUMERIC"}
     # Credentials in the account payload never reach the warehouse.
     assert not {"api_key", "write_key"} & set(accounts)
 
 
-def test_segment_people_has_one_row_per_membership(configured: Sandbox, warehouse: Path) -> None:
+@on_every_warehouse
+def test_empty_strings_arrive_as_empty_strings(configured: Sandbox, warehouse: Warehouse) -> None:
+    """The loader file format keeps `''` apart from NULL (Postgres `COPY ... CSV` would not)."""
+    assert materialize("audience/peoples").success
+    empty = sum(1 for r in configured.data.records("peoples") if r["tags"] == "")
+    assert empty > 0
+    assert warehouse.query("select count(*) from audience.peoples where tags = ''") == [(empty,)]
+    assert warehouse.query("select count(*) from audience.peoples where tags is null") == [(0,)]
+
+
+@on_every_warehouse
+def test_segment_people_has_one_row_per_membership(configured: Sandbox, warehouse: Warehouse) -> None:
     assert materialize().success
-    rows = query(
-        warehouse, "select segment_id, count(*), count(distinct id) from audience.segment_people group by 1"
+    rows = warehouse.query(
+        "select segment_id, count(*), count(distinct id) from audience.segment_people group by 1"
     )
     segment_ids = {r["id"] for r in configured.data.records("segments")}
     assert {r[0] for r in rows} == segment_ids
     assert all(count == distinct == SMALL.members_per_segment for _, count, distinct in rows)
     # A person in several segments is several rows.
-    shared = query(
-        warehouse,
-        "select count(*) from (select id from audience.segment_people group by id having count(*) > 1)",
+    shared = warehouse.query(
+        "select count(*) from (select id from audience.segment_people group by id having count(*) > 1) as s"
     )
     assert shared[0][0] > 0
 
 
-def test_running_twice_leaves_the_same_rows(configured: Sandbox, warehouse: Path) -> None:
+@on_every_warehouse
+def test_running_twice_leaves_the_same_rows(configured: Sandbox, warehouse: Warehouse) -> None:
     assert materialize().success
     assert materialize().success
     assert_warehouse_equals_sandbox(warehouse, configured)
-    duplicates = query(warehouse, "select count(*) - count(distinct id) from audience.peoples")
+    duplicates = warehouse.query("select count(*) - count(distinct id) from audience.peoples")
     assert duplicates[0][0] == 0
 
 
+@on_every_warehouse
 def test_materializing_only_segment_people_loads_only_that_table(
-    configured: Sandbox, warehouse: Path
+    configured: Sandbox, warehouse: Warehouse
 ) -> None:
     result = materialize("audience/segment_people")
     assert result.success
-    assert data_tables(warehouse, "audience") == {"segment_people"}
-    assert data_tables(warehouse, "feedback") == set()
+    assert warehouse.tables("audience") == {"segment_people"}
+    assert warehouse.tables("feedback") == set()
     memberships = sorted((str(s), p) for s, p in configured.data.memberships())
     loaded = sorted(
-        (str(s), p) for s, p in query(warehouse, "select segment_id, id from audience.segment_people")
+        (str(s), p) for s, p in warehouse.query("select segment_id, id from audience.segment_people")
     )
     assert loaded == memberships
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {k.to_user_string() for k in materialized} == {"audience/segment_people"}
 
 
-def test_requests_carry_the_key_in_the_header_and_page_by_100(configured: Sandbox, warehouse: Path) -> None:
+def test_requests_carry_the_key_in_the_header_and_page_by_100(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
     assert materialize().success
     requests = configured.requests()
     assert requests
@@ -156,15 +161,15 @@ def test_requests_carry_the_key_in_the_header_and_page_by_100(configured: Sandbo
         assert [p["offset"] for p in pages] == ["0", "100"]  # 120 members
 
 
-def test_a_full_last_page_costs_one_more_request(sandbox_300: Sandbox, warehouse: Path) -> None:
+def test_a_full_last_page_costs_one_more_request(sandbox_300: Sandbox, warehouse: Warehouse) -> None:
     assert materialize("audience/peoples").success
     offsets = [r["query"]["offset"] for r in sandbox_300.requests() if r["path"].endswith("/people/all")]
     assert offsets == ["0", "100", "200", "300"]  # no total: only the empty page says it was the last
-    assert query(warehouse, "select count(*) from audience.peoples")[0][0] == 300
+    assert warehouse.query("select count(*) from audience.peoples") == [(300,)]
 
 
 @pytest.fixture
-def sandbox_300(warehouse: Path, monkeypatch: pytest.MonkeyPatch):
+def sandbox_300(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch):
     from dataclasses import replace
 
     with Sandbox(replace(SMALL, people=300), port=0) as sb:

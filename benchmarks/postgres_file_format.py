@@ -1,0 +1,120 @@
+"""Which loader file format loads the sandbox into PostgreSQL fastest, and does it keep the data intact?
+
+Loads the same sandbox into a fresh database per format (dlt's default `insert_values`, then `csv`,
+which dlt loads with `COPY`), times the extract, normalize and load steps, then compares every table
+of the two databases row by row (JSON columns and child tables included).
+
+    ANALYTICS_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
+        .venv/bin/python benchmarks/postgres_file_format.py --people 200000 --responses 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import dlt
+import psycopg2
+
+from analytics_assets.apis import APIS
+from analytics_assets.sandbox import Sandbox, SandboxConfig
+
+FORMATS = ("insert_values", "csv")
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'create database "{name}"')
+        yield _with_database(server_url, name)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+def load(url: str, file_format: str, data_dir: str) -> dict[str, float]:
+    """Load both APIs into the database at `url`; seconds per step, summed over both pipelines."""
+    os.environ["DLT_DATA_DIR"] = data_dir
+    seconds = {"extract": 0.0, "normalize": 0.0, "load": 0.0}
+    for api in APIS:
+        pipeline = dlt.pipeline(
+            pipeline_name=f"bench_{api.name}",
+            destination=dlt.destinations.postgres(credentials=url),
+            dataset_name=api.name,
+        )
+        for step in seconds:
+            started = time.perf_counter()
+            if step == "extract":
+                pipeline.extract(api.source(), loader_file_format=file_format)  # type: ignore[arg-type]
+            elif step == "normalize":
+                pipeline.normalize()
+            else:
+                pipeline.load().raise_on_failed_jobs()
+            seconds[step] += time.perf_counter() - started
+    return seconds
+
+
+def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every data table (child tables included) as sorted rows, without dlt's per-load columns."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    with psycopg2.connect(url) as con, con.cursor() as cursor:
+        cursor.execute(
+            "select table_schema, table_name from information_schema.tables"
+            " where table_schema in ('audience', 'feedback') and table_name not like '\\_dlt\\_%'"
+        )
+        for schema, table in sorted(cursor.fetchall()):
+            cursor.execute(
+                "select column_name from information_schema.columns where table_schema = %s"
+                " and table_name = %s and column_name not in ('_dlt_load_id', '_dlt_id',"
+                " '_dlt_parent_id', '_dlt_root_id') order by column_name",
+                (schema, table),
+            )
+            columns = ", ".join(f'"{c}"' for (c,) in cursor.fetchall())
+            cursor.execute(f'select {columns} from "{schema}"."{table}"')
+            tables[f"{schema}.{table}"] = sorted(cursor.fetchall(), key=repr)
+    return tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=200_000)
+    parser.add_argument("--responses", type=int, default=50_000)
+    args = parser.parse_args()
+    server_url = os.environ["ANALYTICS_TEST_POSTGRES_URL"]
+    config = SandboxConfig(people=args.people, responses=args.responses)
+    snapshots = {}
+    with Sandbox(config, port=0) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        os.environ.update(sandbox.env())
+        for file_format in FORMATS:
+            with fresh_database(server_url) as url:
+                seconds = load(url, file_format, os.path.join(tmp, file_format))
+                snapshots[file_format] = snapshot(url)
+            rows = sum(len(rows) for rows in snapshots[file_format].values())
+            steps = ", ".join(f"{step} {s:.1f} s" for step, s in seconds.items())
+            print(f"{file_format:>13}: {sum(seconds.values()):.1f} s ({steps}); {rows:,} rows", flush=True)
+    reference = snapshots[FORMATS[0]]
+    for file_format in FORMATS[1:]:
+        differing = [t for t in reference if snapshots[file_format].get(t) != reference[t]]
+        missing = set(reference) ^ set(snapshots[file_format])
+        verdict = "identical" if not differing and not missing else f"DIFFERENT: {differing} {missing}"
+        print(f"{file_format} vs {FORMATS[0]}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
