@@ -1,27 +1,55 @@
-"""One `@dlt_assets` multi-asset per API: every endpoint is an asset, loaded by one dlt pipeline run."""
+"""The Dagster assets: each endpoint is an asset, loaded by `@dlt_assets` ops (one per API, plus one
+per child resource), kept equal to the API by merges, cursors and sweeps (see `sweep.py`)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dlt
-from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, MetadataValue
+from dagster import (
+    AssetExecutionContext,
+    AssetMaterialization,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+)
 from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.sources import DltSource
+from pydantic import Field
 
 from analytics_assets.apis import Api
-from analytics_assets.catalog import endpoints
+from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.warehouse import loader_file_format, warehouse_lock, warehouse_pipeline
 
 
-def configured_source(api: Api) -> DltSource:
+class SyncConfig(Config):
+    """How a run syncs. The nightly schedule uses the defaults; set these in the Launchpad to repair."""
+
+    full_scan: bool = Field(
+        default=False,
+        description=(
+            "Read every record of the selected endpoints and rewrite it, ignoring cursors, then remove what the"
+            " API no longer serves (the weekly reconciliation)."
+        ),
+    )
+    refresh: bool = Field(
+        default=False,
+        description="Drop the selected tables and their cursors first, then load them from scratch.",
+    )
+
+
+def configured_source(api: Api, **options: Any) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
     """
     try:
-        return api.source()
+        return api.source(**options)
     except ConfigFieldMissingException as error:
         missing = ", ".join(api.env_var(name) for name in error.fields)
         raise Failure(
@@ -35,6 +63,7 @@ def configured_source(api: Api) -> DltSource:
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
     with pipeline.sql_client() as client:
         rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+    assert rows, "count(*) returns a row"
     return int(rows[0][0])
 
 
@@ -60,14 +89,84 @@ def _select(source: DltSource, load: str, resources: tuple[str, ...]) -> DltSour
 
 def build_api_assets(api: Api) -> list[AssetsDefinition]:
     """The assets of one API: `<api>/<resource>` for every resource of its source."""
-    translator = ApiTranslator(api=api.name, endpoints=endpoints(api.spec_config()))
+    catalog = endpoints(api.spec_config())
+    translator = ApiTranslator(api=api.name, endpoints=catalog)
     return [
-        _build_load_assets(api, load, resources, translator) for load, resources in _load_groups(api).items()
+        _build_load_assets(api, load, resources, catalog, translator)
+        for load, resources in _load_groups(api).items()
     ]
 
 
+class _Load:
+    """One run of one op: the dlt load, then the sweep of what the API no longer serves."""
+
+    def __init__(
+        self,
+        context: AssetExecutionContext,
+        api: Api,
+        name: str,
+        catalog: Mapping[str, Endpoint],
+        config: SyncConfig,
+    ) -> None:
+        self.context = context
+        self.api = api
+        self.name = name
+        self.catalog = catalog
+        self.full_scan = config.full_scan or config.refresh
+        self.refresh = config.refresh
+        self.pipeline = warehouse_pipeline(name, dataset=api.name)
+
+    def source(self, resources: tuple[str, ...], served: ServedKeys, full_scan: bool) -> DltSource:
+        return _select(
+            configured_source(self.api, full_scan=full_scan, served_keys=served), self.name, resources
+        )
+
+    def sweep(self, resource: str, served: ServedKeys) -> SweepResult | None:
+        """Remove the rows the API no longer serves, when this run read the resource's whole list.
+
+        A served key missing from the warehouse means offset paging skipped a row while the API changed
+        under it, and the cursor would keep it out: the resource is then read and rewritten in full.
+        """
+        endpoint = self.catalog[resource]
+        if endpoint.stops_early and not self.full_scan:
+            return None  # a nightly read of a window: deletions wait for the reconciliation
+        result = sweep(self.pipeline, resource, endpoint.primary_key, served)
+        log = self.context.log
+        if result.skipped:
+            log.warning(
+                f"{self.api.name} API served no {resource} this run; kept the warehouse rows. If the source"
+                " is really empty, run a refresh (run config `refresh: true`)."
+            )
+        elif result.missing and endpoint.cursor and not self.full_scan:
+            log.warning(
+                f"{result.missing} {resource} served by the {self.api.name} API are missing from the warehouse"
+                " (offset paging shifted while the API changed); reading and rewriting all of them."
+            )
+            repair = ServedKeys()
+            self.pipeline.run(
+                self.source((resource,), repair, full_scan=True), loader_file_format=loader_file_format()
+            )
+            result = sweep(self.pipeline, resource, endpoint.primary_key, repair)
+        return result
+
+    def metadata(self, resource: str, swept: SweepResult | None) -> dict[str, Any]:
+        sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
+        metadata: dict[str, Any] = {
+            "dagster/row_count": MetadataValue.int(_row_count(self.pipeline, resource)),
+            "sync": MetadataValue.text(sync),
+        }
+        if swept is not None:
+            metadata["keys_served"] = MetadataValue.int(swept.served)
+            metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
+        return metadata
+
+
 def _build_load_assets(
-    api: Api, load: str, resources: tuple[str, ...], translator: ApiTranslator
+    api: Api,
+    load: str,
+    resources: tuple[str, ...],
+    catalog: Mapping[str, Endpoint],
+    translator: ApiTranslator,
 ) -> AssetsDefinition:
     @dlt_assets(
         dlt_source=_select(api.spec_source(), load, resources),
@@ -77,19 +176,30 @@ def _build_load_assets(
         # One pool per API: runs that load the same API take turns (limits in dagster.yaml).
         pool=f"{api.name}_api",
     )
-    def _assets(context: AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[MaterializeResult]:
-        source = _select(configured_source(api), load, resources)
-        pipeline = warehouse_pipeline(load, dataset=api.name)
+    def _assets(
+        context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
+    ) -> Iterator[MaterializeResult | AssetMaterialization]:
+        run = _Load(context, api, load, catalog, config)
+        served = ServedKeys()
+        source = run.source(resources, served, full_scan=run.full_scan)
         with warehouse_lock(context.log):
-            results = dlt.run(
-                context=context,
-                dlt_source=source,
-                dlt_pipeline=pipeline,
-                loader_file_format=loader_file_format(),
+            results = list(
+                dlt.run(
+                    context=context,
+                    dlt_source=source,
+                    dlt_pipeline=run.pipeline,
+                    loader_file_format=loader_file_format(),
+                    refresh="drop_resources" if run.refresh else None,
+                )
             )
             for result in results:
                 assert result.asset_key is not None
-                row_count = MetadataValue.int(_row_count(pipeline, result.asset_key.path[-1]))
-                yield result._replace(metadata={**(result.metadata or {}), "dagster/row_count": row_count})
+                resource = result.asset_key.path[-1]
+                swept = run.sweep(resource, served)
+                metadata: dict[str, Any] = {**(result.metadata or {}), **run.metadata(resource, swept)}
+                yield result._replace(metadata=metadata)
 
     return _assets
+
+
+__all__ = ["SyncConfig", "build_api_assets", "configured_source"]

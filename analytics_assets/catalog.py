@@ -28,6 +28,10 @@ class Endpoint:
     paging: str
     write_disposition: str
     parent: str | None
+    cursor: str | None
+    """The incremental cursor field, if any (API field name)."""
+    stops_early: bool
+    """True when a nightly sync pages only back to the cursor: it does not see the whole list."""
 
     def description(self, api: str) -> str:
         """A Markdown description for the asset page."""
@@ -40,6 +44,18 @@ class Endpoint:
         ]
         if self.parent:
             lines.append(f"- one request per row of `{api}/{self.parent}`; rows carry its id")
+        if self.stops_early:
+            lines.append(
+                f"- nightly: pages back to the newest `{self.cursor}` loaded minus a look-back window;"
+                " the weekly reconciliation reads everything and removes deleted records"
+            )
+        elif self.cursor:
+            lines.append(
+                f"- every sync reads the whole list; only records with a newer `{self.cursor}` are written;"
+                " records the API no longer serves are removed"
+            )
+        else:
+            lines.append("- every sync reads the whole list; records the API no longer serves are removed")
         return "\n".join(lines)
 
 
@@ -54,7 +70,7 @@ def _paging(paginator: Any) -> str:
     return str(paginator)
 
 
-def _as_tuple(key: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def _as_tuple(key: Any) -> tuple[str, ...]:
     return (key,) if isinstance(key, str) else tuple(key)
 
 
@@ -67,12 +83,16 @@ def endpoints(config: RESTAPIConfig) -> Mapping[str, Endpoint]:
         endpoint: Mapping[str, Any] = resource["endpoint"]  # type: ignore[assignment]
         path = endpoint["path"]
         parent = _PARENT_PLACEHOLDER.search(path)
-        result[resource["name"]] = Endpoint(
-            resource=resource["name"],
+        incremental: Mapping[str, Any] = endpoint.get("incremental") or {}
+        name = str(resource["name"])
+        result[name] = Endpoint(
+            resource=name,
             path=path,
             primary_key=_as_tuple(resource.get("primary_key", defaults.get("primary_key", ()))),
             paging=_paging(endpoint.get("paginator")),
             write_disposition=str(resource.get("write_disposition", defaults.get("write_disposition"))),
             parent=parent.group(1) if parent else None,
+            cursor=incremental.get("cursor_path"),
+            stops_early=bool(incremental.get("row_order")),
         )
     return result

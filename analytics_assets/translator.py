@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, AssetSpec, MetadataValue
+from dagster import AssetKey, AssetSpec, AutomationCondition, MetadataValue
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from analytics_assets.catalog import Endpoint
+
+CHILD_CONDITION = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+"""A child resource loads once its parent has new data and the parent's blocking checks passed.
+`eager` never requests while the asset or its parent is being materialized: one such run at a time."""
 
 
 @dataclass
@@ -32,6 +36,7 @@ class ApiTranslator(DagsterDltTranslator):
                 key=AssetKey([self.api, endpoint.resource]),
                 deps=[AssetKey([self.api, endpoint.parent])] if endpoint.parent else [],
                 group_name=self.api,
+                automation_condition=CHILD_CONDITION if endpoint.parent else None,
                 description=endpoint.description(self.api),
                 kinds={"dlt", "api"},
                 metadata={

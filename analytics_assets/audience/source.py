@@ -18,6 +18,7 @@ from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
 
 from analytics_assets.rest import ShortPageOffsetPaginator, drop_fields, retrying_session
+from analytics_assets.sweep import ServedKeys
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
@@ -32,14 +33,25 @@ def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def audience_config(base_url: str, api_key: str, api_key_header: str = API_KEY_HEADER) -> RESTAPIConfig:
+def audience_config(
+    base_url: str, api_key: str, api_key_header: str = API_KEY_HEADER, full_scan: bool = False
+) -> RESTAPIConfig:
     """The `rest_api` configuration of the audience API.
+
+    How each resource stays equal to the API (see the README's sync table): every resource reads its
+    whole list on every sync (deletions are only visible that way: the API has no deletion feed), is
+    merged on its key, and rows whose key was not served are swept afterwards. `peoples` also has an
+    `updated_at` cursor, so that unchanged people are read but not rewritten.
 
     Args:
         base_url: The API root, ending in `/v1`.
         api_key: The key sent in the `api_key_header` header on every request.
         api_key_header: The header name of the key.
+        full_scan: Rewrite every record, ignoring the cursor (the periodic reconciliation).
     """
+    # Stopping early (sort=updatedAt&order=desc, stop at the cursor) would save requests but never see
+    # a deleted person; the cursor only decides what is written.
+    people_cursor: dict = {} if full_scan else {"incremental": {"cursor_path": "updatedAt"}}
     return {
         "client": {
             "base_url": base_url,
@@ -60,6 +72,7 @@ def audience_config(base_url: str, api_key: str, api_key_header: str = API_KEY_H
                     "path": "/people/all",
                     "data_selector": "people",
                     "paginator": ShortPageOffsetPaginator(offset_param="offset"),
+                    **people_cursor,
                 },
             },
             {
@@ -105,6 +118,14 @@ def audience(
     base_url: str = dlt.config.value,
     api_key: str = dlt.secrets.value,
     api_key_header: str = API_KEY_HEADER,
+    full_scan: bool = False,
+    served_keys: ServedKeys | None = None,
 ) -> list[DltResource]:
-    """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`."""
-    return rest_api_resources(audience_config(base_url, api_key, api_key_header))
+    """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`.
+
+    Args:
+        full_scan: Rewrite every record, ignoring cursors.
+        served_keys: Records the keys served, for sweeping deletions after the load.
+    """
+    config = audience_config(base_url, api_key, api_key_header, full_scan)
+    return rest_api_resources(served_keys.track(config) if served_keys else config)

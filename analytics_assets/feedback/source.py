@@ -10,22 +10,52 @@ from __future__ import annotations
 import dlt
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
+from dlt.sources.rest_api.typing import EndpointResource
 
 from analytics_assets.rest import ShortPageOffsetPaginator, retrying_session
+from analytics_assets.sweep import ServedKeys
 
 API_KEY_HEADER = "X-API-Key"
+RESPONSES_LOOKBACK_HOURS = 72
+"""How far behind the newest response already loaded a nightly sync re-reads responses, to catch
+updates (a response finished the next day). Updates older than this wait for the reconciliation."""
 
 
-def feedback_config(base_url: str, api_key: str, api_key_header: str = API_KEY_HEADER) -> RESTAPIConfig:
+def feedback_config(
+    base_url: str,
+    api_key: str,
+    api_key_header: str = API_KEY_HEADER,
+    full_scan: bool = False,
+    responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS,
+) -> RESTAPIConfig:
     """The `rest_api` configuration of the feedback API.
+
+    How each resource stays equal to the API (see the README's sync table): the small lists are read
+    whole, merged on `id` and swept of deleted records. `responses` come newest first: a nightly sync
+    pages back only to the newest `created_at` already loaded minus `responses_lookback_hours` and
+    merges what it read; a full scan reads them all and sweeps deletions.
 
     Args:
         base_url: The API root, without `/v1` (paths start with it).
         api_key: The key sent in the `api_key_header` header on every request.
         api_key_header: The header name of the key.
+        full_scan: Read every response, ignoring the cursor (the periodic reconciliation).
+        responses_lookback_hours: The look-back window of a nightly sync of responses.
     """
+    # row_order="desc" makes dlt stop paging at the first response older than the cursor minus the lag.
+    responses_window: dict = (
+        {}
+        if full_scan
+        else {
+            "incremental": {
+                "cursor_path": "createdAt",
+                "row_order": "desc",
+                "lag": responses_lookback_hours * 3600,
+            }
+        }
+    )
 
-    def single_page(name: str, path: str) -> dict:
+    def single_page(name: str, path: str) -> EndpointResource:
         return {"name": name, "endpoint": {"path": path, "data_selector": "data", "paginator": "single_page"}}
 
     return {
@@ -58,6 +88,7 @@ def feedback_config(base_url: str, api_key: str, api_key_header: str = API_KEY_H
                     "path": "/v1/management/responses",
                     "data_selector": "data",
                     "paginator": ShortPageOffsetPaginator(offset_param="skip"),
+                    **responses_window,
                 },
             },
             single_page("webhooks", "/v1/webhooks"),
@@ -70,6 +101,16 @@ def feedback(
     base_url: str = dlt.config.value,
     api_key: str = dlt.secrets.value,
     api_key_header: str = API_KEY_HEADER,
+    full_scan: bool = False,
+    responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS,
+    served_keys: ServedKeys | None = None,
 ) -> list[DltResource]:
-    """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`."""
-    return rest_api_resources(feedback_config(base_url, api_key, api_key_header))
+    """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`.
+
+    Args:
+        full_scan: Read and rewrite every record, ignoring cursors.
+        responses_lookback_hours: `SOURCES__FEEDBACK__RESPONSES_LOOKBACK_HOURS`, default 72.
+        served_keys: Records the keys served, for sweeping deletions after the load.
+    """
+    config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours)
+    return rest_api_resources(served_keys.track(config) if served_keys else config)
