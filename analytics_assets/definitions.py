@@ -6,16 +6,20 @@ from dagster_dlt import DagsterDltResource
 from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
 from analytics_assets.audience.automation import segment_members_sensor
+from analytics_assets.checks.freshness import build_freshness_sensor
+from analytics_assets.checks.suite import build_asset_checks
 from analytics_assets.feedback.sensors import new_feedback_sensor
 from analytics_assets.schedules import build_jobs, build_schedules
 
 assets = [assets for api in APIS for assets in build_api_assets(api)]
 jobs = build_jobs(assets)
+asset_checks = build_asset_checks(assets)
 
 defs = Definitions(
     assets=assets,
+    asset_checks=asset_checks,
     jobs=jobs,
     schedules=build_schedules(jobs),
-    sensors=[new_feedback_sensor, segment_members_sensor],
+    sensors=[new_feedback_sensor, segment_members_sensor, build_freshness_sensor(asset_checks)],
     resources={"dlt": DagsterDltResource()},
 )

@@ -1,0 +1,87 @@
+"""Every data check of this code location: the standard checks of each table plus the per-API ones
+(`audience/checks.py`, `feedback/checks.py`), one check op per load op, and freshness."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from dagster import AssetChecksDefinition, AssetKey, AssetsDefinition
+
+from analytics_assets.apis import APIS
+from analytics_assets.audience import checks as audience_checks
+from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.checks.core import Check, build_load_checks
+from analytics_assets.checks.freshness import build_freshness_checks
+from analytics_assets.checks.history import row_count_drop, schema_drift
+from analytics_assets.checks.table import not_empty, primary_key_not_null, primary_key_unique
+from analytics_assets.feedback import checks as feedback_checks
+
+PER_API: Mapping[str, ModuleType] = {"audience": audience_checks, "feedback": feedback_checks}
+"""Each API's module of its own checks: `MUST_HAVE_DATA` and `resource_checks(resource)`."""
+
+
+@dataclass(frozen=True)
+class _Api:
+    name: str
+    catalog: Mapping[str, Endpoint]
+    checks: ModuleType
+
+    @property
+    def parents(self) -> set[str]:
+        return {e.parent for e in self.catalog.values() if e.parent}
+
+
+def standard_checks(resource: str, endpoint: Endpoint, must_have_data: bool, parent: bool) -> list[Check]:
+    """The checks every table gets.
+
+    Args:
+        resource: The table.
+        endpoint: Its endpoint (for the primary key).
+        must_have_data: The endpoint always has data: add `not_empty`.
+        parent: Other resources are loaded from its rows: the checks that say its data is wrong
+            block them (ERROR, blocking), so that a bad parent never feeds its children.
+    """
+    guarded = [
+        *([not_empty()] if must_have_data else []),
+        row_count_drop(),
+        primary_key_unique(endpoint.primary_key),
+        primary_key_not_null(endpoint.primary_key),
+    ]
+    if parent:
+        guarded = [check.guarding_children() for check in guarded]
+    return [*guarded, schema_drift()]
+
+
+def checks_of(api: _Api, resource: str) -> list[Check]:
+    """All data checks of one table (freshness aside)."""
+    standard = standard_checks(
+        resource,
+        api.catalog[resource],
+        must_have_data=resource in api.checks.MUST_HAVE_DATA,
+        parent=resource in api.parents,
+    )
+    return [*standard, *api.checks.resource_checks(resource)]
+
+
+def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
+    """One check op per load op (`<op>_checks`), holding the data checks of every asset it loads.
+
+    Args:
+        assets: The code location's load ops (`build_api_assets`), each materializing tables of one API.
+    """
+    apis = {a.name: _Api(a.name, endpoints(a.spec_config()), PER_API[a.name]) for a in APIS}
+    result = []
+    for assets_def in assets:
+        keys = sorted(assets_def.keys, key=lambda k: k.to_user_string())
+        api = apis[keys[0].path[0]]
+        checks = {key: checks_of(api, key.path[-1]) for key in keys}
+        result.append(build_load_checks(assets_def.node_def.name, dataset=api.name, checks=checks))
+    return result
+
+
+def build_asset_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
+    """Every asset check: the data checks of each load op, and a freshness check on every asset."""
+    keys: list[AssetKey] = sorted({key for a in assets for key in a.keys}, key=lambda k: k.to_user_string())
+    return [*build_data_checks(assets), *build_freshness_checks(keys)]

@@ -1,0 +1,283 @@
+"""Checks that query a loaded table: emptiness, primary keys, seed columns, references, shares.
+
+Plain SQL through dlt's client (`count`, `group by`, `not exists`, `like`, `information_schema`),
+which DuckDB and PostgreSQL both speak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dagster import AssetCheckSeverity
+
+from analytics_assets.checks.core import SAMPLE_SIZE, Check, CheckContext, Outcome
+
+TEXT, TIMESTAMP, NUMERIC, BOOLEAN, JSON = "text", "timestamp", "numeric", "boolean", "json"
+
+_FAMILIES = (  # substrings of a warehouse type name (DuckDB, PostgreSQL, ...), first match wins
+    (TIMESTAMP, ("timestamp", "date", "time")),
+    (NUMERIC, ("int", "numeric", "decimal", "double", "real", "float", "number")),
+    (BOOLEAN, ("bool",)),
+    (JSON, ("json",)),
+    (TEXT, ("char", "text", "string")),
+)
+
+
+def type_family(data_type: str) -> str:
+    """The family of a warehouse column type: `text`, `timestamp`, `numeric`, `boolean`, `json`."""
+    lowered = data_type.lower()
+    return next((family for family, names in _FAMILIES if any(n in lowered for n in names)), lowered)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _missing_table(context: CheckContext) -> Outcome:
+    return Outcome(
+        False,
+        f"Table {context.dataset}.{context.table} does not exist: the asset was never loaded into this"
+        " warehouse. Materialize it.",
+        {"table": f"{context.dataset}.{context.table}"},
+    )
+
+
+def not_empty() -> Check:
+    """The table has rows: for endpoints that always have data."""
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        rows = context.count()
+        if rows == 0:
+            return Outcome(
+                False,
+                f"{context.dataset}.{context.table} is empty, but the API always has {context.table}: check"
+                " the API key's permissions and the endpoint (a changed path or data selector loads nothing).",
+                {"row_count": 0},
+            )
+        return Outcome(True, f"{rows} rows", {"row_count": rows})
+
+    return Check(
+        name="not_empty",
+        description="The table has rows. Fails when an endpoint that always has data loaded nothing.",
+        evaluate=evaluate,
+    )
+
+
+def _key_columns(context: CheckContext, key: Sequence[str]) -> str:
+    return ", ".join(context.column(k) for k in key)
+
+
+def _key_value(row: Sequence[Any]) -> Any:
+    return row[0] if len(row) == 1 else list(row)
+
+
+def _served_twice(context: CheckContext, key: Sequence[str]) -> tuple[int, list[Any]]:
+    """Keys the API served more than once in the latest load: dlt's merge keeps one row per key in the
+    table, but the load's staging table (kept until the next load) still holds what was served."""
+    if not context.exists(staging=True):
+        return 0, []
+    staged, table, columns = context.qualified(staging=True), context.qualified(), _key_columns(context, key)
+    latest = context.scalar(f"select max(_dlt_load_id) from {table}")
+    if latest is None or context.scalar(f"select max(_dlt_load_id) from {staged}") != latest:
+        return 0, []  # staging holds another load than the table's latest
+    repeated = f"select {columns}, count(*) as n from {staged} group by {columns} having count(*) > 1"
+    extra = int(context.scalar(f"select coalesce(sum(n - 1), 0) from ({repeated}) d") or 0)
+    sample = context.rows(f"{repeated} order by n desc limit {SAMPLE_SIZE}")
+    return extra, [_key_value(row[:-1]) for row in sample]
+
+
+def primary_key_unique(key: Sequence[str]) -> Check:
+    """No two rows share the primary key; also reports keys the API served twice in one load."""
+    shown = ", ".join(key)
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        table, columns = context.qualified(), _key_columns(context, key)
+        repeated = f"select {columns}, count(*) as n from {table} group by {columns} having count(*) > 1"
+        extra = int(context.scalar(f"select coalesce(sum(n - 1), 0) from ({repeated}) d") or 0)
+        if extra:
+            sample = context.rows(f"{repeated} order by n desc limit {SAMPLE_SIZE}")
+            return Outcome(
+                False,
+                f"{_rows(extra)} of {context.dataset}.{context.table} repeat a ({shown}) already in the table:"
+                " joins on it double count. Find what wrote them (a load with another write disposition,"
+                " a manual insert) and run a refresh of the asset.",
+                {"duplicate_rows": extra, "duplicate_keys": [_key_value(r[:-1]) for r in sample]},
+            )
+        served_twice, sample_served = _served_twice(context, key)
+        if served_twice:
+            return Outcome(
+                False,
+                f"The API served {served_twice} {context.table} more than once in the latest load (offset"
+                " paging over data that changed during the sync). The merge kept one row per key, so the"
+                " table is fine, but records may have shifted past a page boundary unseen: the next sync"
+                " picks them up. If it repeats every night, sync when the API is quiet.",
+                {"duplicates_served": served_twice, "duplicate_keys_served": sample_served},
+                severity=AssetCheckSeverity.WARN,
+            )
+        return Outcome(True, f"({shown}) is unique", {"duplicate_rows": 0})
+
+    return Check(
+        name="primary_key_unique",
+        description=(
+            f"No two rows share ({shown}) (ERROR). Also warns (WARN) when the API served a key twice in the"
+            " latest load, which the merge absorbed: a sign of records shifting between pages."
+        ),
+        evaluate=evaluate,
+    )
+
+
+def primary_key_not_null(key: Sequence[str]) -> Check:
+    """Every key column is set and not blank."""
+    shown = ", ".join(key)
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        table = context.qualified()
+        blank = " or ".join(
+            f"{context.column(k)} is null or trim(cast({context.column(k)} as varchar)) = ''" for k in key
+        )
+        bad = int(context.scalar(f"select count(*) from {table} where {blank}"))
+        if bad:
+            sample = context.rows(f"select _dlt_id from {table} where {blank} limit {SAMPLE_SIZE}")
+            return Outcome(
+                False,
+                f"{_rows(bad)} of {context.dataset}.{context.table} have no ({shown}): the API sent records"
+                " without an identity. They cannot be merged or joined; report them to the API owner"
+                " (sample rows by `_dlt_id`).",
+                {"rows_without_key": bad, "sample_dlt_ids": [r[0] for r in sample]},
+            )
+        return Outcome(True, f"every row has a ({shown})", {"rows_without_key": 0})
+
+    return Check(
+        name="primary_key_not_null",
+        description=(
+            f"Every row has a non-blank ({shown}). (A record without the key field at all stops the load at"
+            " dlt's normalize step: the run fails and alerts instead.)"
+        ),
+        evaluate=evaluate,
+    )
+
+
+def seed_columns(expected: Mapping[str, str]) -> Check:
+    """The columns the seed schema names exist with a compatible type (`TEXT`, `NUMERIC`, ...)."""
+    shown = ", ".join(f"{name} ({family})" for name, family in expected.items())
+
+    def evaluate(context: CheckContext) -> Outcome:
+        actual = context.columns()
+        if not actual:
+            return _missing_table(context)
+        missing = [name for name in expected if name not in actual]
+        wrong = {
+            name: f"{actual[name]} (expected {family})"
+            for name, family in expected.items()
+            if name in actual and type_family(actual[name]) != family
+        }
+        if missing or wrong:
+            return Outcome(
+                False,
+                f"{context.dataset}.{context.table} does not match its seed schema: missing {missing or 'none'},"
+                f" incompatible {sorted(wrong) or 'none'}. Downstream models rely on these columns: check"
+                " what the API sends now (a renamed field, a number sent as text).",
+                {"missing_columns": missing, "incompatible_columns": wrong},
+            )
+        return Outcome(
+            True, "seed columns present with compatible types", {"columns_checked": list(expected)}
+        )
+
+    return Check(
+        name="seed_columns",
+        description=f"The seed schema's columns exist with compatible types: {shown}.",
+        evaluate=evaluate,
+    )
+
+
+def references(column: str, parent: str, parent_column: str) -> Check:
+    """Every non-null `column` value exists as `parent.parent_column` in the same dataset."""
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        if not context.exists(parent):
+            return Outcome(
+                False,
+                f"{context.dataset}.{parent} does not exist, so no {column} of {context.table} can be"
+                f" resolved: materialize {context.asset_key.path[0]}/{parent}.",
+                {"parent_table": f"{context.dataset}.{parent}"},
+            )
+        child, ref = context.column(column), context.column(parent_column)
+        orphans = (
+            f"from {context.qualified()} c where c.{child} is not null and not exists"
+            f" (select 1 from {context.qualified(parent)} p where p.{ref} = c.{child})"
+        )
+        rows = int(context.scalar(f"select count(*) {orphans}"))
+        if rows:
+            sample = context.rows(
+                f"select c.{child}, count(*) as n {orphans} group by c.{child} order by n desc limit {SAMPLE_SIZE}"
+            )
+            return Outcome(
+                False,
+                f"{_rows(rows)} of {context.dataset}.{context.table} point to a {column} that is not in"
+                f" {context.dataset}.{parent}: joins drop them. Either {parent} changed between the two loads"
+                f" (materialize {context.asset_key.path[0]}/{parent}, then {context.table}), or the API serves"
+                f" {context.table} of {parent} it no longer lists (ask the API owner).",
+                {"orphan_rows": rows, f"missing_{column}s": [r[0] for r in sample]},
+            )
+        return Outcome(True, f"every {column} exists in {parent}", {"orphan_rows": 0})
+
+    return Check(
+        name=f"{column}s_exist",
+        description=f"Every `{column}` of the table exists as `{parent}.{parent_column}` (referential integrity).",
+        evaluate=evaluate,
+        uses=(parent,),
+    )
+
+
+def share_at_least(
+    name: str,
+    description: str,
+    column: str,
+    is_valid: Callable[[str], str],
+    min_share: float,
+    key: str = "id",
+) -> Check:
+    """At least `min_share` of the non-null values of a column are valid (WARN: a plausibility check).
+
+    Args:
+        name: The check name.
+        description: What it catches and what to do (the UI text).
+        column: The column to look at.
+        is_valid: SQL predicate for a valid value, given the quoted column.
+        min_share: The least share of valid values that passes.
+        key: The column that identifies an offending row in the metadata.
+    """
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        quoted = context.column(column)
+        invalid = f"from {context.qualified()} where {quoted} is not null and not ({is_valid(quoted)})"
+        total = int(context.scalar(f"select count({quoted}) from {context.qualified()}"))
+        bad = int(context.scalar(f"select count(*) {invalid}"))
+        share = (total - bad) / total if total else 1.0
+        metadata: dict[str, Any] = {
+            "valid_share": round(share, 4),
+            "invalid_rows": bad,
+            "checked_rows": total,
+        }
+        if share < min_share:
+            sample = context.rows(f"select {context.column(key)} {invalid} limit {SAMPLE_SIZE}")
+            metadata[f"invalid_{key}s"] = [r[0] for r in sample]
+            return Outcome(
+                False,
+                f"Only {share:.1%} of {context.table}.{column} look valid (expected at least {min_share:.0%}).",
+                metadata,
+            )
+        return Outcome(True, f"{share:.1%} of {column} values look valid", metadata)
+
+    return Check(name=name, description=description, evaluate=evaluate, severity=AssetCheckSeverity.WARN)
