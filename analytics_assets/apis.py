@@ -37,7 +37,7 @@ class Api:
         return self.config(**_SPEC_ONLY_SETTINGS)
 
 
-_SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "http://spec-only.invalid", "api_key": "spec-only"}
+_SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", "api_key": "spec-only"}
 
 AUDIENCE = Api(name="audience", source=audience, config=audience_config)
 FEEDBACK = Api(name="feedback", source=feedback, config=feedback_config)

@@ -21,8 +21,11 @@ from pydantic import Field
 
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.errors import explain
+from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
+from analytics_assets.transport import RequestStats
 from analytics_assets.warehouse import loader_file_format, warehouse_lock, warehouse_pipeline
 
 
@@ -50,6 +53,8 @@ def configured_source(api: Api, **options: Any) -> DltSource:
     """
     try:
         return api.source(**options)
+    except ValueError as error:  # a base URL the key must not travel to
+        raise Failure(description=str(error)) from None
     except ConfigFieldMissingException as error:
         missing = ", ".join(api.env_var(name) for name in error.fields)
         raise Failure(
@@ -115,11 +120,43 @@ class _Load:
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
         self.pipeline = warehouse_pipeline(name, dataset=api.name)
+        self.stats = RequestStats(api.name)
 
     def source(self, resources: tuple[str, ...], served: ServedKeys, full_scan: bool) -> DltSource:
-        return _select(
-            configured_source(self.api, full_scan=full_scan, served_keys=served), self.name, resources
+        source = configured_source(
+            self.api, full_scan=full_scan, served_keys=served, request_stats=self.stats
         )
+        return _select(source, self.name, resources)
+
+    def failure(self, error: Exception) -> Failure | None:
+        """A Failure naming the API, the request and what to do, or None for a failure of another kind."""
+        base_url = source_setting(self.api.name, "base_url") or "(unset)"
+        message = explain(self.api.name, error, self.stats, self.catalog, base_url)
+        if message is None:
+            return None
+        return Failure(
+            description=message,
+            metadata={
+                "api": self.api.name,
+                "requests": sum(self.stats.requests.values()),
+                "retries": sum(self.stats.retries.values()),
+            },
+        )
+
+    def schema_changes(self, resource: str) -> list[str]:
+        """Columns this run added to an existing table: new fields, or variants of a drifting type."""
+        trace = self.pipeline.last_trace
+        load_info = trace.last_load_info if trace else None
+        added: list[str] = []
+        for package in load_info.load_packages if load_info else []:
+            table = package.schema_update.get(resource)
+            if table and "write_disposition" not in table:  # a partial update: the table existed before
+                added.extend(str(c) for c in table.get("columns", {}))
+        if added:
+            self.context.log.warning(
+                f"{self.api.name}.{resource} has new columns this run: {', '.join(added)}"
+            )
+        return added
 
     def sweep(self, resource: str, served: ServedKeys) -> SweepResult | None:
         """Remove the rows the API no longer serves, when this run read the resource's whole list.
@@ -158,6 +195,10 @@ class _Load:
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
+        requests, retries = self.stats.for_endpoint(self.catalog[resource].path)
+        metadata["requests"] = MetadataValue.int(requests)
+        metadata["retries"] = MetadataValue.int(retries)
+        metadata["new_columns"] = MetadataValue.json(self.schema_changes(resource))
         return metadata
 
 
@@ -183,15 +224,21 @@ def _build_load_assets(
         served = ServedKeys()
         source = run.source(resources, served, full_scan=run.full_scan)
         with warehouse_lock(context.log):
-            results = list(
-                dlt.run(
-                    context=context,
-                    dlt_source=source,
-                    dlt_pipeline=run.pipeline,
-                    loader_file_format=loader_file_format(),
-                    refresh="drop_resources" if run.refresh else None,
+            try:
+                results = list(
+                    dlt.run(
+                        context=context,
+                        dlt_source=source,
+                        dlt_pipeline=run.pipeline,
+                        loader_file_format=loader_file_format(),
+                        refresh="drop_resources" if run.refresh else None,
+                    )
                 )
-            )
+            except Exception as error:
+                failure = run.failure(error)
+                if failure is None:
+                    raise
+                raise failure from error
             for result in results:
                 assert result.asset_key is not None
                 resource = result.asset_key.path[-1]

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from dlt.sources.rest_api import RESTAPIConfig
-
-from analytics_assets.rest import ShortPageOffsetPaginator
 
 _PARENT_PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.\w+\}")
 
@@ -60,7 +59,7 @@ class Endpoint:
 
 
 def _paging(paginator: Any) -> str:
-    if isinstance(paginator, ShortPageOffsetPaginator):
+    if isinstance(paginator, OffsetPaginator):
         return (
             f"offset (`{paginator.param_name}`, `{paginator.limit_param}`={paginator.limit}),"
             " stops on the first short page"

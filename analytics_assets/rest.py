@@ -1,22 +1,28 @@
-"""dlt pieces both REST sources share: paging, retries, and fields that never reach the warehouse.
+"""dlt pieces both REST sources share: paging, path-safe parent values, and the assembly of a
+declarative config into resources (session, response checks, key tracking).
 
 Plain dlt, no Dagster import: the sources built from these run in a bare dlt pipeline too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
-from dlt.sources.helpers.requests import Client
+from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
-from requests import Response, Session
+from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
+from requests import Response
+
+from analytics_assets.sweep import ServedKeys
+from analytics_assets.transport import Transport, check_base_url, expect_json
 
 PAGE_SIZE = 100
 """Both APIs cap a page at 100 records (the seeds' `limit`)."""
 
-RETRY_STATUS_CODES = (429, 500, 502, 503, 504)
-"""The seeds' retry rule: these statuses are retried, every other error fails at once."""
+_PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
 
 class ShortPageOffsetPaginator(OffsetPaginator):
@@ -42,35 +48,6 @@ class ShortPageOffsetPaginator(OffsetPaginator):
             self._has_next_page = False
 
 
-def retrying_session(
-    max_attempts: int = 4,
-    backoff_factor: float = 2.0,
-    max_retry_delay: float = 60.0,
-    timeout: float = 60.0,
-) -> Session:
-    """A requests session of the source's own, with the seeds' retry rule.
-
-    dlt's default session is process-global and retries every 5xx; a session per source keeps one
-    API's settings from changing the other's.
-
-    Args:
-        max_attempts: Attempts per request, the first included (the seeds: 3 retries, so 4).
-        backoff_factor: Exponential backoff factor; waits are factor * 2**(retry - 1) seconds.
-        max_retry_delay: Cap on one wait, including a server's `Retry-After`.
-        timeout: Seconds to wait for a response before the attempt counts as failed.
-    """
-    client = Client(
-        request_timeout=timeout,
-        raise_for_status=False,  # dlt's RESTClient raises itself, after its response hooks
-        status_codes=RETRY_STATUS_CODES,
-        request_max_attempts=max_attempts,
-        request_backoff_factor=backoff_factor,
-        request_max_retry_delay=max_retry_delay,
-        respect_retry_after_header=True,
-    )
-    return client.session
-
-
 def drop_fields(fields: Iterable[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A dlt `map` step that removes fields which must not reach the warehouse (e.g. credentials)."""
     dropped = frozenset(fields)
@@ -81,3 +58,52 @@ def drop_fields(fields: Iterable[str]) -> Callable[[dict[str, Any]], dict[str, A
         return record
 
     return _drop
+
+
+class PathSegment(str):
+    """A string that percent-encodes itself when dlt formats it into a child request's path.
+
+    dlt fills `{resources.<parent>.<field>}` with `str.format` and no quoting, so a parent value like
+    `1/../accounts` would change the path requested. The value stays as it is everywhere else (it is
+    loaded unchanged).
+    """
+
+    def __format__(self, spec: str) -> str:
+        return quote(str(self), safe="")
+
+
+def _path_safe(field: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def _wrap(record: dict[str, Any]) -> dict[str, Any]:
+        value = record.get(field)
+        if isinstance(value, str):  # numbers are path-safe as they are
+            record[field] = PathSegment(value)
+        return record
+
+    return _wrap
+
+
+def assemble(
+    api: str,
+    config: RESTAPIConfig,
+    transport: Transport,
+    served_keys: ServedKeys | None = None,
+    allow_insecure_http: bool = False,
+) -> list[DltResource]:
+    """The dlt resources of a declarative config, wired for a run.
+
+    Adds what every endpoint needs and the configs leave out: the source's session (retries, pacing,
+    observation), a check of every page before dlt reads it, path-safe parent values for child paths,
+    and the recording of served keys for the sweep.
+    """
+    client = config["client"]
+    check_base_url(api, client["base_url"], f"SOURCES__{api.upper()}__BASE_URL", allow_insecure_http)
+    client["session"] = transport.session()
+    by_name = {str(r["name"]): r for r in config["resources"] if isinstance(r, dict)}
+    for resource in by_name.values():
+        endpoint = resource["endpoint"]
+        assert isinstance(endpoint, dict), "configs here give endpoints as dicts"
+        endpoint["response_actions"] = [expect_json(api, str(endpoint.get("data_selector", "$")))]
+        for parent, field in _PLACEHOLDER.findall(str(endpoint.get("path", ""))):
+            steps = by_name[parent].get("processing_steps") or []
+            by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
+    return rest_api_resources(served_keys.track(config) if served_keys else config)

@@ -23,6 +23,16 @@ _NAMING = NamingConvention()
 _DELETE_BATCH = 1_000
 
 
+class MissingKeyError(ValueError):
+    """A record arrived without (part of) its primary key: it cannot be merged, so the run stops."""
+
+    def __init__(self, resource: str, fields: Sequence[str], record: dict[str, Any]) -> None:
+        self.resource = resource
+        self.fields = list(fields)
+        self.sample = {k: record[k] for k in list(record)[:4]}
+        super().__init__(f"a {resource} record has no {', '.join(fields)}: {self.sample}")
+
+
 def _key_hash(values: Iterable[Any]) -> int:
     # Python's string hash is 64 bits and stable within a process, which is all a run needs. A collision
     # (about 1 in 10^7 at a million keys) can only keep a deleted row one sync longer, never delete a live one.
@@ -55,7 +65,12 @@ class ServedKeys:
             if not fields:
                 by_column = {_NAMING.normalize_identifier(name): name for name in record}
                 fields.extend(by_column.get(column, column) for column in key_columns)
-            hashes.append(_key_hash(record.get(field) for field in fields))
+            values = [record.get(field) for field in fields]
+            if any(value is None or value == "" for value in values):
+                raise MissingKeyError(
+                    resource, [f for f, v in zip(fields, values, strict=True) if v in (None, "")], record
+                )
+            hashes.append(_key_hash(values))
             return record
 
         return observe

@@ -15,10 +15,11 @@ from typing import Any
 
 import dlt
 from dlt.sources import DltResource
-from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
+from dlt.sources.rest_api import RESTAPIConfig
 
-from analytics_assets.rest import ShortPageOffsetPaginator, drop_fields, retrying_session
+from analytics_assets.rest import ShortPageOffsetPaginator, assemble, drop_fields
 from analytics_assets.sweep import ServedKeys
+from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
@@ -56,7 +57,6 @@ def audience_config(
         "client": {
             "base_url": base_url,
             "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
-            "session": retrying_session(),
         },
         "resource_defaults": {"write_disposition": "merge"},
         "resources": [
@@ -119,13 +119,32 @@ def audience(
     api_key: str = dlt.secrets.value,
     api_key_header: str = API_KEY_HEADER,
     full_scan: bool = False,
+    requests_per_minute: float | None = None,
+    rate_window_seconds: float = 60.0,
+    retry_backoff_factor: float = 2.0,
+    request_timeout: float = 60.0,
+    allow_insecure_http: bool = False,
     served_keys: ServedKeys | None = None,
+    request_stats: RequestStats | None = None,
 ) -> list[DltResource]:
-    """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`.
+    """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`;
+    every other argument is a setting too (`SOURCES__AUDIENCE__<ARGUMENT>`).
 
     Args:
         full_scan: Rewrite every record, ignoring cursors.
+        requests_per_minute: Pace requests to at most this many per minute (None: no pacing).
+        rate_window_seconds: The rolling window of the pacing (the API's own, 60 s).
+        retry_backoff_factor: Retries wait factor * 2**(retry - 1) seconds (the seeds: 2, so 2, 4, 8 s).
+        request_timeout: Seconds before an attempt times out (and is retried).
+        allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
         served_keys: Records the keys served, for sweeping deletions after the load.
+        request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
     """
+    transport = Transport(
+        RetryPolicy(backoff_factor=retry_backoff_factor, timeout=request_timeout),
+        requests_per_minute,
+        rate_window_seconds,
+        request_stats or RequestStats("audience"),
+    )
     config = audience_config(base_url, api_key, api_key_header, full_scan)
-    return rest_api_resources(served_keys.track(config) if served_keys else config)
+    return assemble("audience", config, transport, served_keys, allow_insecure_http)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dlt
 from dlt.sources import DltResource
-from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
+from dlt.sources.rest_api import RESTAPIConfig
 from dlt.sources.rest_api.typing import EndpointResource
 
-from analytics_assets.rest import ShortPageOffsetPaginator, retrying_session
+from analytics_assets.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.sweep import ServedKeys
+from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "X-API-Key"
+RATE_LIMIT_PER_MINUTE = 100.0
+"""The API's published limit per key; past it, 429 without `Retry-After`."""
 RESPONSES_LOOKBACK_HOURS = 72
 """How far behind the newest response already loaded a nightly sync re-reads responses, to catch
 updates (a response finished the next day). Updates older than this wait for the reconciliation."""
@@ -62,7 +65,6 @@ def feedback_config(
         "client": {
             "base_url": base_url,
             "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
-            "session": retrying_session(),
         },
         "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
         "resources": [
@@ -103,14 +105,33 @@ def feedback(
     api_key_header: str = API_KEY_HEADER,
     full_scan: bool = False,
     responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS,
+    requests_per_minute: float | None = RATE_LIMIT_PER_MINUTE,
+    rate_window_seconds: float = 60.0,
+    retry_backoff_factor: float = 2.0,
+    request_timeout: float = 60.0,
+    allow_insecure_http: bool = False,
     served_keys: ServedKeys | None = None,
+    request_stats: RequestStats | None = None,
 ) -> list[DltResource]:
-    """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`.
+    """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`;
+    every other argument is a setting too (`SOURCES__FEEDBACK__<ARGUMENT>`).
 
     Args:
         full_scan: Read and rewrite every record, ignoring cursors.
         responses_lookback_hours: `SOURCES__FEEDBACK__RESPONSES_LOOKBACK_HOURS`, default 72.
+        requests_per_minute: Pace requests to at most this many per minute (None: no pacing).
+        rate_window_seconds: The rolling window of the pacing (the API's own, 60 s).
+        retry_backoff_factor: Retries wait factor * 2**(retry - 1) seconds (the seeds: 2, so 2, 4, 8 s).
+        request_timeout: Seconds before an attempt times out (and is retried).
+        allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
         served_keys: Records the keys served, for sweeping deletions after the load.
+        request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
     """
+    transport = Transport(
+        RetryPolicy(backoff_factor=retry_backoff_factor, timeout=request_timeout),
+        requests_per_minute,
+        rate_window_seconds,
+        request_stats or RequestStats("feedback"),
+    )
     config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours)
-    return rest_api_resources(served_keys.track(config) if served_keys else config)
+    return assemble("feedback", config, transport, served_keys, allow_insecure_http)

@@ -1,0 +1,104 @@
+"""Turning a failed load into one message a person can act on: the API, the request and what to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
+
+import requests
+from dlt.extract.exceptions import PipeException
+
+from analytics_assets.catalog import Endpoint
+from analytics_assets.sweep import MissingKeyError
+from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        inner = getattr(current, "exception", None)  # dlt's PipelineStepFailed keeps it here
+        current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
+
+
+def _request(response: requests.Response) -> str:
+    parts = urlsplit(response.url)
+    return f"GET {parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def _last_request(stats: RequestStats, endpoint: Endpoint | None) -> str:
+    """The last request of the failing endpoint (its page), as `GET /path?query`."""
+    if endpoint is None:
+        return "its last request"
+    tail = endpoint.path.rsplit("}", 1)[-1]
+    head = endpoint.path.split("{", 1)[0]
+    urls = [url for path, url in stats.last.items() if path.endswith(tail) and head in path]
+    return f"GET {urls[-1]}" if urls else f"GET {endpoint.path}"
+
+
+def explain(
+    api: str, error: BaseException, stats: RequestStats, catalog: Mapping[str, Endpoint], base_url: str
+) -> str | None:
+    """A clear message for a failed load of `api`, or None when the failure is not about the API.
+
+    Args:
+        api: The API name.
+        error: What the dlt run raised.
+        stats: The requests of the run.
+        catalog: The API's endpoints, to name the failing one.
+        base_url: The configured base URL (never secret; the key travels in a header).
+    """
+    chain = list(_chain(error))
+    resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
+    endpoint = catalog.get(resource or "")
+    url_setting = f"SOURCES__{api.upper()}__BASE_URL"
+    key_setting = f"SOURCES__{api.upper()}__API_KEY"
+    for cause in chain:
+        if isinstance(cause, ApiResponseError):
+            return str(cause)
+        if isinstance(cause, MissingKeyError):
+            return (
+                f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
+                f" {', '.join(cause.fields)}, the key it is merged on. Nothing was loaded for this API; the"
+                f" record is {cause.sample}. Report it to the API's owner, or wait for a corrected record."
+            )
+        if isinstance(cause, requests.HTTPError) and cause.response is not None:
+            status = cause.response.status_code
+            request = _request(cause.response)
+            if status in (401, 403):
+                return (
+                    f"{api} API refused the API key ({status}) on {request}: set {key_setting} (or api_key"
+                    f" under [sources.{api}] in .dlt/secrets.toml) to a valid key for {base_url}."
+                )
+            if status == 404:
+                return (
+                    f"{api} API has no {request} (404 Not Found): check {url_setting}, now {base_url!r}"
+                    f" ({'ends in /v1' if api == 'audience' else 'without /v1'} for this API)."
+                )
+            if status in RETRY_STATUS_CODES:
+                return (
+                    f"{api} API answered {status} on {request} on all 4 attempts (3 retries with backoff):"
+                    " the API is down or rate limiting. Nothing was loaded for this API and no cursor moved;"
+                    " run it again later."
+                )
+            return f"{api} API answered {status} on {request}, which is not retried. Nothing was loaded for this API."
+        if isinstance(cause, requests.Timeout):
+            return (
+                f"{api} API did not answer {_last_request(stats, endpoint)} in time, 4 attempts in a row:"
+                f" check that {base_url!r} is up, or raise SOURCES__{api.upper()}__REQUEST_TIMEOUT."
+            )
+        if isinstance(cause, requests.ConnectionError):
+            return (
+                f"{api} API could not be reached at {base_url!r} ({type(cause).__name__}, 4 attempts):"
+                f" check {url_setting} and the network."
+            )
+        if isinstance(cause, (json.JSONDecodeError, requests.JSONDecodeError)):
+            return (
+                f"{api} API answered malformed JSON on {_last_request(stats, endpoint)}: the page is cut or"
+                " broken. Nothing was loaded for this API; run it again, and if it persists, report it to the"
+                " API's owner."
+            )
+    return None

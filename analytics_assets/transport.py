@@ -1,0 +1,242 @@
+"""How a source talks HTTP: the seeds' retry rule, pacing under a rate limit, every attempt observed,
+responses checked before dlt reads them, and keys kept off plain-text connections.
+
+Plain dlt and requests (no Dagster): one `Transport` per source per run, so no setting of one API
+leaks into the other, and all requests of a source share its pacing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from dlt.sources.helpers.requests import Client
+from requests import PreparedRequest, Response, Session
+from requests.adapters import HTTPAdapter
+
+RETRY_STATUS_CODES = (429, 500, 502, 503, 504)
+"""The seeds' retry rule: these statuses are retried, every other error fails at once."""
+
+log = logging.getLogger("analytics_assets.http")
+
+
+class ApiResponseError(Exception):
+    """A response the loader cannot use; the message names the API, the request and what to do."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The seeds' rule: 3 retries (4 attempts), exponential backoff with factor 2 (waits 2, 4, 8 s).
+
+    Attributes:
+        max_attempts: Attempts per request, the first included.
+        backoff_factor: Waits are factor * 2**(retry - 1) seconds.
+        max_retry_delay: Cap on one wait, including a server's `Retry-After`.
+        timeout: Seconds to wait for a response before the attempt counts as failed.
+    """
+
+    max_attempts: int = 4
+    backoff_factor: float = 2.0
+    max_retry_delay: float = 30.0
+    timeout: float = 60.0
+
+
+class Pacer:
+    """At most `limit` requests in any rolling `window` seconds, shared by every thread of a source.
+
+    Matches the API's own rolling window, so bursts up to the limit go out at once and a long sync
+    slows down to the limit instead of meeting a 429 (the feedback API sends no `Retry-After`).
+    """
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.waited = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            while self._sent and now - self._sent[0] >= self.window:
+                self._sent.popleft()
+            if len(self._sent) >= self.limit:
+                pause = self.window - (now - self._sent[0])
+                time.sleep(pause)
+                self.waited += pause
+                now = time.monotonic()
+                self._sent.popleft()
+            self._sent.append(now)
+
+
+@dataclass
+class _Attempt:
+    reason: str
+    at: float
+    number: int
+
+
+@dataclass
+class RequestStats:
+    """What one source's requests did during a run: counts per endpoint path, retries, the last request."""
+
+    api: str
+    requests: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    last: dict[str, str] = field(default_factory=dict)
+    """The last URL (path and query, never headers) requested per path."""
+    _failed: dict[str, _Attempt] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def for_endpoint(self, path: str) -> tuple[int, int]:
+        """Requests and retries of one endpoint (`/segments/{resources.segments.id}/people` matches them all)."""
+        head, tail = path.split("{", 1)[0], path.rsplit("}", 1)[-1]
+        paths = (
+            [p for p in self.requests if p.endswith(tail) and head in p]
+            if "{" in path
+            else [p for p in self.requests if p.endswith(path)]
+        )
+        return sum(self.requests[p] for p in paths), sum(self.retries[p] for p in paths)
+
+    def before(self, url: str) -> None:
+        path = url.partition("?")[0]
+        with self._lock:
+            self.requests[path] += 1
+            self.last[path] = url
+            failed = self._failed.pop(url, None)
+        if failed is not None:
+            self.retries[path] += 1
+            log.warning(
+                f"{self.api} API: retry {failed.number} of GET {url} after {failed.reason},"
+                f" waited {time.monotonic() - failed.at:.1f} s"
+            )
+
+    def after(self, url: str, reason: str | None) -> None:
+        """Remember a failed attempt, so the next request of the same URL counts as its retry."""
+        if reason is None:
+            return
+        with self._lock:
+            previous = self._failed.get(url)
+            self._failed[url] = _Attempt(reason, time.monotonic(), previous.number + 1 if previous else 1)
+
+
+class _ObservedAdapter(HTTPAdapter):
+    """Sees every attempt (retries included): paces it, counts it, remembers why it failed."""
+
+    def __init__(self, stats: RequestStats, pacer: Pacer | None) -> None:
+        super().__init__(pool_maxsize=16)
+        self.stats = stats
+        self.pacer = pacer
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        parts = urlsplit(request.url or "")
+        url = parts.path + (f"?{parts.query}" if parts.query else "")
+        if self.pacer:
+            self.pacer.wait()
+        self.stats.before(url)
+        try:
+            response = super().send(request, *args, **kwargs)
+        except Exception as error:
+            self.stats.after(url, type(error).__name__)
+            raise
+        retried = response.status_code in RETRY_STATUS_CODES
+        self.stats.after(url, f"HTTP {response.status_code}" if retried else None)
+        return response
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(api: str, base_url: str, setting: str, allow_insecure_http: bool = False) -> None:
+    """Refuse a base URL the key must not travel to: not http(s), or plain http beyond this machine.
+
+    Raises:
+        ValueError: With the setting to change.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{api} API: base URL {base_url!r} is not an http(s) URL; fix {setting}.")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
+        raise ValueError(
+            f"{api} API: base URL {base_url!r} uses plain http to {parts.hostname}, so the API key would"
+            f" travel in clear text. Use https in {setting}, or set"
+            f" {setting.removesuffix('BASE_URL')}ALLOW_INSECURE_HTTP=true if you really mean it."
+        )
+
+
+def expect_json(api: str, data_selector: str) -> Callable[..., Response]:
+    """A dlt `response_actions` hook: the page is JSON and holds `data_selector`, or the run stops.
+
+    dlt reads a page without its data selector as an empty page, which would end paging early and look
+    like a complete list. The check is textual (the body is parsed once, by dlt).
+    """
+    key = None if data_selector == "$" else re.compile(rf'"{re.escape(data_selector)}"\s*:')
+
+    def check(response: Response, *args: Any, **kwargs: Any) -> Response:
+        if response.status_code >= 400:
+            return response  # dlt raises the HTTP error itself, with its status
+        parts = urlsplit(response.url)
+        request = f"GET {parts.path}" + (f"?{parts.query}" if parts.query else "")
+        content_type = response.headers.get("Content-Type", "")
+        body = response.text.lstrip()
+        if "json" not in content_type or body.startswith("<"):
+            raise ApiResponseError(
+                f"{api} API answered {request} with {content_type or 'no content type'}"
+                f" (an HTML page?) where JSON was expected: check the base URL, or whether the API is down."
+            )
+        if key is not None and not key.search(body):
+            raise ApiResponseError(
+                f"{api} API answered {request} without its `{data_selector}` field: the response format changed"
+                f" or the API returned an error with status 200. Nothing was loaded for this API; body starts"
+                f" {body[:120]!r}."
+            )
+        if key is None and not body.startswith("["):
+            raise ApiResponseError(f"{api} API answered {request} with something other than a JSON array.")
+        return response
+
+    return check
+
+
+@dataclass
+class Transport:
+    """The HTTP side of one source for one run: a session with retries, pacing and observation."""
+
+    retry: RetryPolicy
+    requests_per_minute: float | None
+    rate_window_seconds: float
+    stats: RequestStats
+
+    def session(self) -> Session:
+        """A session for dlt's RESTClient: dlt's retrying client, with the observed adapter under it."""
+        client = Client(
+            request_timeout=self.retry.timeout,
+            raise_for_status=False,  # dlt's RESTClient raises itself, after its response hooks
+            status_codes=RETRY_STATUS_CODES,
+            request_max_attempts=self.retry.max_attempts,
+            request_backoff_factor=self.retry.backoff_factor,
+            request_max_retry_delay=self.retry.max_retry_delay,
+            respect_retry_after_header=True,
+        )
+        pacer = None
+        if self.requests_per_minute:
+            limit = max(int(self.requests_per_minute * self.rate_window_seconds / 60), 1)
+            pacer = Pacer(limit, self.rate_window_seconds)
+        session = client.session
+        adapter = _ObservedAdapter(self.stats, pacer)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
