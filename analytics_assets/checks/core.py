@@ -32,6 +32,13 @@ SAMPLE_SIZE = 5
 """How many offending keys a failed check lists in its metadata."""
 
 
+def metadata_value(record: EventLogRecord | None, key: str) -> Any:
+    """The value of a materialization's metadata entry, or None."""
+    materialization = record.asset_materialization if record else None
+    entry = materialization.metadata.get(key) if materialization else None
+    return entry.value if entry is not None else None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of one check on one table.

@@ -12,7 +12,7 @@ from typing import Any
 
 from dagster import AssetCheckSeverity, EventLogRecord, TableSchema
 
-from analytics_assets.checks.core import Check, CheckContext, Outcome
+from analytics_assets.checks.core import Check, CheckContext, Outcome, metadata_value
 
 MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
 DEFAULT_MAX_ROW_DROP = 0.5
@@ -35,19 +35,13 @@ def max_row_drop() -> float:
     return value
 
 
-def _metadata_value(record: EventLogRecord | None, key: str) -> Any:
-    materialization = record.asset_materialization if record else None
-    entry = materialization.metadata.get(key) if materialization else None
-    return entry.value if entry is not None else None
-
-
 def row_count_drop(severity: AssetCheckSeverity = AssetCheckSeverity.WARN) -> Check:
     """The table did not lose more than `ANALYTICS_MAX_ROW_DROP` of its rows since the previous run."""
 
     def evaluate(context: CheckContext) -> Outcome:
         limit = max_row_drop()
         previous_record = context.previous_materialization()
-        previous = _metadata_value(previous_record, "dagster/row_count")
+        previous = metadata_value(previous_record, "dagster/row_count")
         rows = context.count()
         metadata: dict[str, Any] = {"row_count": rows, "max_drop": limit}
         if previous is None:
@@ -79,7 +73,7 @@ def row_count_drop(severity: AssetCheckSeverity = AssetCheckSeverity.WARN) -> Ch
 
 
 def _columns(record: EventLogRecord | None) -> dict[str, str] | None:
-    schema = _metadata_value(record, "dagster/column_schema")
+    schema = metadata_value(record, "dagster/column_schema")
     if not isinstance(schema, TableSchema):
         return None
     return {column.name: column.type for column in schema.columns}

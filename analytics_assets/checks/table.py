@@ -11,7 +11,7 @@ from typing import Any
 
 from dagster import AssetCheckSeverity
 
-from analytics_assets.checks.core import SAMPLE_SIZE, Check, CheckContext, Outcome
+from analytics_assets.checks.core import SAMPLE_SIZE, Check, CheckContext, Outcome, metadata_value
 
 TEXT, TIMESTAMP, NUMERIC, BOOLEAN, JSON = "text", "timestamp", "numeric", "boolean", "json"
 
@@ -44,24 +44,36 @@ def _missing_table(context: CheckContext) -> Outcome:
 
 
 def not_empty() -> Check:
-    """The table has rows: for endpoints that always have data."""
+    """The endpoint served records and the table has rows: for endpoints that always have data."""
 
     def evaluate(context: CheckContext) -> Outcome:
         if not context.exists():
             return _missing_table(context)
         rows = context.count()
-        if rows == 0:
+        # The loader records how many keys the API served when it read the whole list; when that was
+        # none it keeps the previous rows, so the table alone would not show the empty answer.
+        served = metadata_value(context.materialized_now(), "keys_served")
+        if rows == 0 or served == 0:
+            table = f"{context.dataset}.{context.table}"
+            what = (
+                f"{table} is empty"
+                if rows == 0
+                else f"The API served no {context.table} this run ({table} keeps {rows} rows from before)"
+            )
             return Outcome(
                 False,
-                f"{context.dataset}.{context.table} is empty, but the API always has {context.table}: check"
-                " the API key's permissions and the endpoint (a changed path or data selector loads nothing).",
-                {"row_count": 0},
+                f"{what}, but the API always has {context.table}. Check the API key's permissions and the"
+                " endpoint (a changed path or data selector loads nothing).",
+                {"row_count": rows, **({"keys_served": served} if served is not None else {})},
             )
         return Outcome(True, f"{rows} rows", {"row_count": rows})
 
     return Check(
         name="not_empty",
-        description="The table has rows. Fails when an endpoint that always has data loaded nothing.",
+        description=(
+            "The endpoint served records and the table has rows. Fails when an endpoint that always has"
+            " data answered with nothing (the loader then keeps the previous rows) or the table is empty."
+        ),
         evaluate=evaluate,
     )
 
@@ -258,8 +270,11 @@ def share_at_least(
     """
 
     def evaluate(context: CheckContext) -> Outcome:
-        if not context.exists():
+        columns = context.columns()
+        if not columns:
             return _missing_table(context)
+        if column not in columns:
+            return Outcome(True, f"no {column} column to look at (seed_columns reports a missing one)")
         quoted = context.column(column)
         invalid = f"from {context.qualified()} where {quoted} is not null and not ({is_valid(quoted)})"
         total = int(context.scalar(f"select count({quoted}) from {context.qualified()}"))
