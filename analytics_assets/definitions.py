@@ -3,6 +3,7 @@
 from dagster import Definitions
 from dagster_dlt import DagsterDltResource
 
+from analytics_assets.alert_sensors import build_alert_sensors
 from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
 from analytics_assets.audience.automation import segment_members_sensor
@@ -20,6 +21,11 @@ defs = Definitions(
     asset_checks=asset_checks,
     jobs=jobs,
     schedules=build_schedules(jobs),
-    sensors=[new_feedback_sensor, segment_members_sensor, build_freshness_sensor(asset_checks)],
+    sensors=[
+        new_feedback_sensor,
+        segment_members_sensor,
+        build_freshness_sensor(asset_checks),
+        *build_alert_sensors([api.name for api in APIS]),
+    ],
     resources={"dlt": DagsterDltResource()},
 )

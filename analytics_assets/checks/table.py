@@ -115,7 +115,7 @@ def primary_key_unique(key: Sequence[str]) -> Check:
             sample = context.rows(f"{repeated} order by n desc limit {SAMPLE_SIZE}")
             return Outcome(
                 False,
-                f"{_rows(extra)} of {context.dataset}.{context.table} repeat a ({shown}) already in the table:"
+                f"{_rows(extra)} of {context.dataset}.{context.table} {'repeats' if extra == 1 else 'repeat'} a ({shown}) already in the table:"
                 " joins on it double count. Find what wrote them (a load with another write disposition,"
                 " a manual insert) and run a refresh of the asset.",
                 {"duplicate_rows": extra, "duplicate_keys": [_key_value(r[:-1]) for r in sample]},
@@ -159,7 +159,7 @@ def primary_key_not_null(key: Sequence[str]) -> Check:
             sample = context.rows(f"select _dlt_id from {table} where {blank} limit {SAMPLE_SIZE}")
             return Outcome(
                 False,
-                f"{_rows(bad)} of {context.dataset}.{context.table} have no ({shown}): the API sent records"
+                f"{_rows(bad)} of {context.dataset}.{context.table} {'has' if bad == 1 else 'have'} no ({shown}): the API sent records"
                 " without an identity. They cannot be merged or joined; report them to the API owner"
                 " (sample rows by `_dlt_id`).",
                 {"rows_without_key": bad, "sample_dlt_ids": [r[0] for r in sample]},
@@ -234,7 +234,7 @@ def references(column: str, parent: str, parent_column: str) -> Check:
             )
             return Outcome(
                 False,
-                f"{_rows(rows)} of {context.dataset}.{context.table} point to a {column} that is not in"
+                f"{_rows(rows)} of {context.dataset}.{context.table} {'points' if rows == 1 else 'point'} to a {column} that is not in"
                 f" {context.dataset}.{parent}: joins drop them. Either {parent} changed between the two loads"
                 f" (materialize {context.asset_key.path[0]}/{parent}, then {context.table}), or the API serves"
                 f" {context.table} of {parent} it no longer lists (ask the API owner).",

@@ -1,0 +1,271 @@
+"""The alert sensors against a real local webhook receiver: one POST per failure, never on a later
+tick, a receiver that fails never breaks a sensor, and no API key ever leaves in an alert."""
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    DefaultSensorStatus,
+    Definitions,
+    ExecuteInProcessResult,
+    build_sensor_context,
+    define_asset_job,
+    instance_for_test,
+)
+
+from analytics_assets import alerts
+from analytics_assets.alerts import Alert, send_alert
+from analytics_assets.definitions import defs
+from analytics_assets.sandbox import Sandbox
+from analytics_assets_tests.materialize import materialize
+
+BASE_URL = "https://dagster.example.test"
+ALERT_SENSORS = ("check_failure_alerts", "run_failure_alerts", "stale_asset_alerts")
+
+
+class Receiver:
+    """A webhook over real HTTP on loopback: keeps every POSTed body, answers with `status`."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.bodies.append(body)
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(b"ok" if receiver.status == 200 else b"error")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for body in self.bodies]
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    hook = Receiver()
+    hook.thread.start()
+    monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", hook.url)
+    monkeypatch.setenv("ANALYTICS_DAGSTER_BASE_URL", BASE_URL + "/")
+    monkeypatch.setattr(alerts, "BACKOFF_SECONDS", 0.01)  # the retry rule stays, without the waiting
+    try:
+        yield hook
+    finally:
+        hook.server.shutdown()
+        hook.server.server_close()
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    """A persistent instance on a temporary folder (sensors need one), shared by the test's runs."""
+    with instance_for_test() as dagster_instance:
+        yield dagster_instance
+
+
+class Sensors(logging.Handler):
+    """Ticks the code location's alert sensors the way the daemon does: each keeps its own cursor.
+    Also collects what the sensors log in their ticks (`logs`)."""
+
+    def __init__(self, instance: DagsterInstance, receiver: Receiver) -> None:
+        super().__init__(logging.INFO)
+        self.instance = instance
+        self.receiver = receiver
+        self.logs: list[logging.LogRecord] = []
+        self.cursors: dict[str, str | None] = dict.fromkeys(ALERT_SENSORS)
+        self.sensors = {s.name: s for s in defs.sensors or [] if s.name in ALERT_SENSORS}
+        for name in ALERT_SENSORS:  # a new sensor's first tick only sets its cursor
+            assert self.tick(name) == []
+
+    def tick(self, name: str) -> list[dict[str, Any]]:
+        """One tick of one sensor; returns the payloads POSTed during it."""
+        before = len(self.receiver.bodies)
+        context = build_sensor_context(instance=self.instance, cursor=self.cursors[name], definitions=defs)
+        context.log.addHandler(self)
+        self.sensors[name](context)
+        self.cursors[name] = context.cursor
+        return [json.loads(body) for body in self.receiver.bodies[before:]]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.logs.append(record)
+
+
+def run(instance: DagsterInstance, *keys: str) -> ExecuteInProcessResult:
+    return materialize(*keys, instance=instance, raise_on_error=False)
+
+
+def run_freshness_check(instance: DagsterInstance, asset: str) -> ExecuteInProcessResult:
+    """Evaluate one asset's freshness check, as the freshness sensor's runs do."""
+    key = AssetCheckKey(AssetKey.from_user_string(asset), "freshness_check")
+    job = define_asset_job("freshness_only", selection=AssetSelection.checks(key))
+    job_def = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("freshness_only")
+    return job_def.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def add_stray_response(sandbox: Sandbox, survey_id: str = "cnosuchsurvey0000000000000") -> None:
+    response = next(sandbox.data.records("responses"))
+    sandbox.data.add_raw_record("responses", {**response, "id": "c" + "s" * 24, "surveyId": survey_id})
+
+
+def test_the_alert_sensors_are_on_by_default() -> None:
+    sensors = {s.name: s for s in defs.sensors or []}
+    for name in (*ALERT_SENSORS, "freshness_checks_sensor"):
+        assert sensors[name].default_status == DefaultSensorStatus.RUNNING, name
+
+
+def test_a_failed_check_is_alerted_once_with_its_fields(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance
+) -> None:
+    sensors = Sensors(instance, receiver)
+    add_stray_response(configured)
+    first = next(configured.data.records("peoples"))
+    configured.data.add_raw_record("peoples", {**first, "lastName": "Twice"})  # a WARN only: no alert
+    checked = run(instance, "feedback/surveys", "feedback/responses")
+    assert run(instance, "audience/peoples").success
+
+    [alert] = sensors.tick("check_failure_alerts")
+    assert {
+        k: alert[k] for k in ("kind", "severity", "asset", "check", "run_id", "run_url", "asset_url")
+    } == {
+        "kind": "check_failed",
+        "severity": "ERROR",
+        "asset": "feedback/responses",
+        "check": "survey_ids_exist",
+        "run_id": checked.run_id,
+        "run_url": f"{BASE_URL}/runs/{checked.run_id}",
+        "asset_url": f"{BASE_URL}/assets/feedback/responses",
+    }
+    assert alert["details"] == {"orphan_rows": 1, "missing_survey_ids": ["cnosuchsurvey0000000000000"]}
+    assert alert["text"].startswith(
+        ":red_circle: *Check failed* [ERROR] `survey_ids_exist` on `feedback/responses`:"
+    )
+    assert f"<{BASE_URL}/runs/{checked.run_id}|" in alert["text"]
+    assert first["id"] not in json.dumps(alert)
+
+    assert sensors.tick("check_failure_alerts") == []  # the next tick: nothing new, nothing sent
+    assert sensors.tick("run_failure_alerts") == []  # both runs succeeded
+    assert sensors.tick("stale_asset_alerts") == []
+
+
+def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sensors = Sensors(instance, receiver)
+    monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", "revoked-audience-key")
+    failed = run(instance, "audience/accounts")
+    assert not failed.success
+
+    [alert] = sensors.tick("run_failure_alerts")
+    assert (alert["kind"], alert["severity"], alert["asset"]) == ("run_failed", "ERROR", "audience/accounts")
+    assert (alert["run_id"], alert["run_url"]) == (failed.run_id, f"{BASE_URL}/runs/{failed.run_id}")
+    assert alert["check"] is None
+    assert list(alert["details"]["failed_steps"]) == ["audience"]
+    assert alert["details"]["not_updated"] == ["audience/accounts"]
+    assert alert["text"].startswith(
+        ":x: *Run failed* [ERROR] `audience/accounts`: Run of __ASSET_JOB failed (audience:"
+    )
+
+    assert sensors.tick("run_failure_alerts") == []
+    assert sensors.tick("check_failure_alerts") == []  # the checks did not run
+
+    monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", configured.audience_key)
+    assert run(instance, "audience/accounts").success
+    assert sensors.tick("run_failure_alerts") == []  # a success is no news
+
+
+def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
+    sensors = Sensors(instance, receiver)
+    checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue
+    assert checked.success
+
+    [alert] = sensors.tick("stale_asset_alerts")
+    assert (alert["kind"], alert["asset"], alert["check"]) == (
+        "asset_stale",
+        "feedback/webhooks",
+        "freshness_check",
+    )
+    assert alert["severity"] == "WARN"  # late, not wrong: alerted all the same
+    assert alert["run_url"] == f"{BASE_URL}/runs/{checked.run_id}"
+    assert "feedback/webhooks is stale" in alert["summary"]
+    assert sensors.tick("stale_asset_alerts") == []
+    assert sensors.tick("check_failure_alerts") == []  # a WARN check: only the stale alert
+
+
+@pytest.mark.parametrize("outage", ["answers 500", "is not listening"])
+def test_a_receiver_that_fails_never_breaks_a_sensor(
+    outage: str,
+    configured: Sandbox,
+    receiver: Receiver,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sensors = Sensors(instance, receiver)
+    add_stray_response(configured)
+    assert run(instance, "feedback/surveys", "feedback/responses").success
+    if outage == "answers 500":
+        receiver.status = 500
+    else:
+        monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/alerts")  # discard port
+
+    sent = sensors.tick("check_failure_alerts")  # returns normally
+    attempts = alerts.ATTEMPTS if outage == "answers 500" else 0
+    assert len(sent) == attempts  # the same alert, retried
+    assert len({json.dumps(p, sort_keys=True) for p in sent}) <= 1
+    logged = [(r.levelno, r.getMessage()) for r in sensors.logs]
+    retries = [m for level, m in logged if level == logging.WARNING and "Alert POST attempt" in m]
+    assert len(retries) == alerts.ATTEMPTS
+    assert any(level == logging.ERROR and "Alert not delivered" in m for level, m in logged)
+    assert "hooks/alerts" not in " ".join(m for _, m in logged)  # the webhook URL is a secret of its own
+
+    receiver.status = 200
+    monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", receiver.url)
+    assert sensors.tick("check_failure_alerts") == []  # past that failure for good: no repeat
+
+
+def test_no_api_key_appears_in_any_alert(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sensors = Sensors(instance, receiver)
+    # The feedback key turns up in the data (a survey id), and in a URL someone pasted it into.
+    add_stray_response(configured, survey_id=configured.feedback_key)
+    assert run(instance, "feedback/surveys", "feedback/responses").success
+    monkeypatch.setenv("SOURCES__AUDIENCE__BASE_URL", f"{configured.url}/{configured.audience_key}/v1")
+    assert not run(instance, "audience/fields").success
+
+    sent = sensors.tick("check_failure_alerts") + sensors.tick("run_failure_alerts")
+    assert [p["kind"] for p in sent] == ["check_failed", "run_failed"]
+    raw = b"".join(receiver.bodies)
+    for key in (configured.audience_key, configured.feedback_key):
+        assert key.encode() not in raw
+    assert sent[0]["details"]["missing_survey_ids"] == ["[redacted]"]
+
+
+def test_without_a_webhook_alerts_are_logged_as_warnings(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("ANALYTICS_ALERT_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("SOURCES__FEEDBACK__API_KEY", "fb-live-0123456789")
+    alert = Alert(kind="check_failed", severity="ERROR", summary="key fb-live-0123456789 in a message")
+    with caplog.at_level(logging.WARNING):
+        assert send_alert(alert, logging.getLogger("test")) is False
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "ANALYTICS_ALERT_WEBHOOK_URL is not set" in record.message
+    assert "key [redacted] in a message" in record.message and "fb-live" not in record.message
