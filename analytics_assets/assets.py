@@ -150,7 +150,8 @@ class _Load:
         added: list[str] = []
         for package in load_info.load_packages if load_info else []:
             table = package.schema_update.get(resource)
-            if table and "write_disposition" not in table:  # a partial update: the table existed before
+            # A new table's first update lists every column, dlt's `_dlt_id` too; a later one only the new ones.
+            if table and "_dlt_id" not in table.get("columns", {}):
                 added.extend(str(c) for c in table.get("columns", {}))
         if added:
             self.context.log.warning(

@@ -58,7 +58,9 @@ class Pacer:
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
-        self.window = window
+        # The API counts arrivals, this counts departures: a little slack keeps a request that left just
+        # after the window moved from arriving just before it did.
+        self.window = window * 1.02 + 0.05
         self._sent: deque[float] = deque()
         self._lock = threading.Lock()
         self.waited = 0.0
@@ -129,14 +131,19 @@ class RequestStats:
 
 
 class _ObservedAdapter(HTTPAdapter):
-    """Sees every attempt (retries included): paces it, counts it, remembers why it failed."""
+    """Sees every attempt (retries included): paces it, bounds it in time, counts it, remembers why it failed."""
 
-    def __init__(self, stats: RequestStats, pacer: Pacer | None) -> None:
+    def __init__(self, stats: RequestStats, pacer: Pacer | None, timeout: float) -> None:
         super().__init__(pool_maxsize=16)
         self.stats = stats
         self.pacer = pacer
+        self.timeout = timeout
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        # dlt's RESTClient calls Session.send(), which skips the session's default timeout: without this
+        # a server that stops answering would hold the nightly load forever.
+        if not args and kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
         parts = urlsplit(request.url or "")
         url = parts.path + (f"?{parts.query}" if parts.query else "")
         if self.pacer:
@@ -236,7 +243,7 @@ class Transport:
             limit = max(int(self.requests_per_minute * self.rate_window_seconds / 60), 1)
             pacer = Pacer(limit, self.rate_window_seconds)
         session = client.session
-        adapter = _ObservedAdapter(self.stats, pacer)
+        adapter = _ObservedAdapter(self.stats, pacer, self.retry.timeout)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session

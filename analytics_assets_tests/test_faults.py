@@ -1,0 +1,328 @@
+"""The fault-injection suite: what the APIs do at 3 a.m., and what the load does about it.
+
+Each test asserts the run's outcome, the attempts the sandbox saw, and the warehouse afterwards.
+Backoff is shortened (SOURCES__<API>__RETRY_BACKOFF_FACTOR) so the suite stays fast; the rules
+(which statuses are retried, how many attempts) are the seeds'.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from dagster import ExecuteInProcessResult
+
+from analytics_assets.sandbox import Sandbox
+from analytics_assets_tests.conftest import SMALL, Warehouse
+from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
+
+PEOPLE = "/audience/v1/people/all"
+RESPONSES = "/feedback/v1/management/responses"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    for api in ("AUDIENCE", "FEEDBACK"):
+        monkeypatch.setenv(f"SOURCES__{api}__RETRY_BACKOFF_FACTOR", "0.05")
+
+
+def attempts(sandbox: Sandbox, path: str, **query: str) -> int:
+    return sum(
+        1 for r in sandbox.requests(path=path) if all(r["query"].get(k) == v for k, v in query.items())
+    )
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    assert error is not None
+    return error.message
+
+
+def peoples_metadata(result: ExecuteInProcessResult) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "peoples"]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected_attempts"),
+    [
+        ({"kind": "status", "status": 503, "times": 2}, 3),
+        ({"kind": "status", "status": 429, "retry_after": 1}, 2),
+        ({"kind": "reset"}, 2),
+    ],
+    ids=["503-twice", "429-retry-after", "connection-reset"],
+)
+def test_transient_faults_are_retried_and_the_data_is_exact(
+    configured: Sandbox, warehouse: Warehouse, fault: dict, expected_attempts: int
+) -> None:
+    configured.inject_fault(PEOPLE, query={"offset": "100"}, **fault)
+    result = materialize("audience/peoples")
+    assert result.success
+    assert attempts(configured, PEOPLE, offset="100") == expected_attempts
+    assert peoples_metadata(result)["retries"] == expected_attempts - 1
+    assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
+
+
+def test_429_without_retry_after_is_retried(configured: Sandbox, warehouse: Warehouse) -> None:
+    configured.inject_fault(RESPONSES, "status", status=429, query={"skip": "100"})
+    assert materialize("feedback/responses").success
+    assert attempts(configured, RESPONSES, skip="100") == 2
+    assert_warehouse_equals_api_table(warehouse, configured, "feedback.responses")
+
+
+def test_a_response_slower_than_the_timeout_is_retried(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__AUDIENCE__REQUEST_TIMEOUT", "1")
+    configured.inject_fault(PEOPLE, "latency", delay=3, query={"offset": "200"})
+    assert materialize("audience/peoples").success
+    # The slow answer is logged once its handler wakes up, after the run may have finished.
+    deadline = time.monotonic() + 10
+    while attempts(configured, PEOPLE, offset="200") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert attempts(configured, PEOPLE, offset="200") == 2
+    assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
+
+
+def test_500_on_every_attempt_fails_after_four_and_changes_nothing(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
+    assert materialize("audience/peoples").success
+    before = sorted(warehouse.query("select id, last_name, updated_at from audience.peoples"))
+    loads = warehouse.query("select count(*) from audience._dlt_loads")
+    configured.data.update_people(5)
+    configured.clear_requests()
+    configured.inject_fault(PEOPLE, "status", status=500, times=5, query={"offset": "100"})
+
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    assert attempts(configured, PEOPLE, offset="100") == 4
+    message = failure_message(result)
+    assert "500" in message and "GET /audience/v1/people/all?" in message and "offset=100" in message
+    assert sorted(warehouse.query("select id, last_name, updated_at from audience.peoples")) == before
+    assert warehouse.query("select count(*) from audience._dlt_loads") == loads  # no load, no cursor moved
+
+    configured.clear_faults()
+    assert materialize("audience/peoples").success
+    assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
+
+
+@pytest.mark.parametrize("status", [501, 404])
+def test_other_statuses_fail_at_once_with_a_clear_message(
+    configured: Sandbox, warehouse: Warehouse, status: int
+) -> None:
+    configured.inject_fault(PEOPLE, "status", status=status, query={"offset": "100"})
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    assert attempts(configured, PEOPLE, offset="100") == 1
+    message = failure_message(result)
+    assert "audience API" in message and f"{status}" in message and "offset=100" in message
+    if status == 404:
+        assert "SOURCES__AUDIENCE__BASE_URL" in message
+    assert warehouse.tables("audience") == set()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("malformed_json", "malformed JSON"), ("html_error", "HTML page")],
+)
+def test_a_broken_middle_page_fails_naming_the_endpoint(
+    configured: Sandbox, warehouse: Warehouse, kind: str, expected: str
+) -> None:
+    configured.inject_fault(RESPONSES, kind, query={"skip": "100"})
+    result = materialize("feedback/responses", raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert expected in message and "feedback API" in message
+    assert "GET /feedback/v1/management/responses?" in message and "skip=100" in message
+    assert warehouse.tables("feedback") == set()  # nothing half-done
+
+
+def test_a_page_without_its_data_selector_is_not_taken_for_the_end(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
+    """dlt reads a page without `people` as empty: paging would stop and the sweep would delete the rest."""
+    assert materialize("audience/peoples").success
+    configured.inject_fault(
+        PEOPLE, "status", status=200, query={"offset": "100"}
+    )  # the error body, status 200
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    assert "without its `people` field" in failure_message(result)
+    assert warehouse.query("select count(*) from audience.peoples")[0][0] == SMALL.people
+
+
+def test_a_record_without_its_key_stops_the_run_clearly(configured: Sandbox, warehouse: Warehouse) -> None:
+    configured.data.add_raw_record("webhooks", {"name": "no id", "url": "https://hooks.example/x"})
+    result = materialize("feedback/webhooks", raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "webhooks record on GET /feedback/v1/webhooks has no id" in message
+    assert warehouse.tables("feedback") == set()
+
+
+def test_type_drift_and_new_fields_load_and_show(configured: Sandbox, warehouse: Warehouse) -> None:
+    assert materialize("audience/peoples").success
+    [drifted, extended] = [r["id"] for r in configured.data.records("peoples", limit=2)]
+    configured.data.patch_record("peoples", drifted, set_fields={"leadScore": "high"})
+    configured.data.patch_record("peoples", extended, set_fields={"favoriteColor": "teal"})
+    result = materialize("audience/peoples")
+    assert result.success
+    rows = dict(
+        warehouse.query(
+            "select id, lead_score__v_text from audience.peoples where lead_score__v_text is not null"
+        )
+    )
+    assert rows == {drifted: "high"}
+    assert warehouse.query(f"select favorite_color from audience.peoples where id = '{extended}'") == [
+        ("teal",)
+    ]
+    assert set(peoples_metadata(result)["new_columns"]) == {"lead_score__v_text", "favorite_color"}
+
+
+def test_a_plain_http_base_url_beyond_this_machine_is_refused(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__AUDIENCE__BASE_URL", "http://api.example.com/v1")
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "clear text" in message and "SOURCES__AUDIENCE__BASE_URL" in message
+    assert "SOURCES__AUDIENCE__ALLOW_INSECURE_HTTP" in message
+
+
+def test_a_parent_value_cannot_change_the_child_path(configured: Sandbox, warehouse: Warehouse) -> None:
+    configured.data.add_raw_record("segments", {"id": "1/../../accounts", "name": "sneaky"})
+    materialize("audience/segment_people", raise_on_error=False)
+    paths = [r["path"] for r in configured.requests(api="audience")]
+    assert "/audience/v1/segments/1%2F..%2F..%2Faccounts/people" in paths
+    assert "/audience/v1/accounts" not in paths
+
+
+@pytest.mark.parametrize("sandbox", [replace(SMALL, responses=25_000)], indirect=True)
+def test_pacing_keeps_a_long_sync_under_the_rate_limit(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured.set_rate_limit("feedback", 20, 2.0)
+    monkeypatch.setenv("SOURCES__FEEDBACK__REQUESTS_PER_MINUTE", "600")  # 20 per 2 s, like the API
+    monkeypatch.setenv("SOURCES__FEEDBACK__RATE_WINDOW_SECONDS", "2")
+    assert materialize("feedback/responses").success
+    statuses = [r["status"] for r in configured.requests(api="feedback")]
+    assert 429 not in statuses
+    assert len(configured.requests(path=RESPONSES)) == 251  # several hundred pages, each once
+    assert warehouse.query("select count(*) from feedback.responses")[0][0] == 25_000
+
+    # Without pacing, the same API answers 429 within the first seconds.
+    monkeypatch.setenv("SOURCES__FEEDBACK__REQUESTS_PER_MINUTE", "0")
+    configured.clear_requests()
+    full_scan = {"ops": {"feedback": {"config": {"full_scan": True}}}}
+    materialize("feedback/responses", raise_on_error=False, run_config=full_scan)
+    assert 429 in [r["status"] for r in configured.requests(api="feedback")]
+
+
+ONE_ASSET = {"audience": "audience/peoples", "feedback": "feedback/webhooks"}
+
+
+def _files_containing(root: Path, secret: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+@pytest.mark.parametrize("api", ["audience", "feedback"])
+@pytest.mark.parametrize("right", [True, False], ids=["right-key", "wrong-key"])
+def test_the_key_never_leaks_and_a_wrong_one_is_named(api: str, right: bool, tmp_path: Path) -> None:
+    """Through the real CLI, in a successful and a failing run: the key is in its header and nowhere else."""
+    secret = f"sk-live-{api}-7f3a9c1e5b"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    config = replace(SMALL, **{f"{api}_key": secret}) if right else SMALL
+    with Sandbox(config, port=0) as sandbox:
+        env = {
+            **os.environ,
+            **sandbox.env(),
+            f"SOURCES__{api.upper()}__API_KEY": secret,
+            "DAGSTER_HOME": str(home),
+            "ANALYTICS_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+            "DLT_DATA_DIR": str(tmp_path / "dlt"),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "--select",
+            ONE_ASSET[api],
+            "-m",
+            "analytics_assets.definitions",
+        ]
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+        seen = sandbox.requests(api=api)
+    assert seen and all(secret in r["headers"].values() for r in seen)
+    assert all(secret not in r["path"] and secret not in str(r["query"]) for r in seen)
+    output = done.stdout + done.stderr
+    if right:
+        assert done.returncode == 0, output[-2000:]
+    else:
+        assert done.returncode != 0
+        assert f"{api} API refused the API key (401)" in output
+        assert f"SOURCES__{api.upper()}__API_KEY" in output
+    assert secret not in output
+    # Event log, compute logs, run storage, the DuckDB file, dlt's folder: nowhere.
+    assert _files_containing(tmp_path, secret.encode()) == []
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("sandbox", [replace(SMALL, people=20_000)], indirect=True)
+def test_a_load_killed_mid_way_then_run_again_gives_exact_data(
+    configured: Sandbox, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    assert materialize("audience/peoples").success
+    configured.data.update_people(50)
+    configured.data.delete_people(5)
+    configured.clear_requests()
+    configured.set_latency(0.02)
+
+    # The run to kill is a real `dagster` process, killed with its step processes half-way through its pages.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "--select",
+        "audience/peoples",
+        "-m",
+        "analytics_assets.definitions",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while len(configured.requests(path=PEOPLE)) < 80 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert 80 <= len(configured.requests(path=PEOPLE)) < 200  # killed before the last of its 200 pages
+
+    configured.set_latency(0)
+    assert materialize("audience/peoples").success
+    assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
+    assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
