@@ -16,6 +16,7 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
@@ -67,7 +68,10 @@ def configured_source(api: Api, **options: Any) -> DltSource:
 
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
     with pipeline.sql_client() as client:
-        rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+        try:
+            rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+        except DatabaseUndefinedRelation:
+            return 0  # the endpoint has served nothing yet, so dlt created no table
     assert rows, "count(*) returns a row"
     return int(rows[0][0])
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.catalog import endpoints
@@ -122,13 +123,16 @@ def sweep(pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served
         columns = [client.escape_column_name(c) for c in key_columns]
         stale: list[tuple[Any, ...]] = []
         present = 0
-        with client.execute_query(f"select {', '.join(columns)} from {qualified}") as cursor:
-            while rows := cursor.fetchmany(10_000):
-                for row in rows:
-                    if _contains(hashes, _key_hash(row)):
-                        present += 1
-                    else:
-                        stale.append(tuple(row))
+        try:
+            with client.execute_query(f"select {', '.join(columns)} from {qualified}") as cursor:
+                while rows := cursor.fetchmany(10_000):
+                    for row in rows:
+                        if _contains(hashes, _key_hash(row)):
+                            present += 1
+                        else:
+                            stale.append(tuple(row))
+        except DatabaseUndefinedRelation:
+            return SweepResult(served=len(hashes), deleted=0, missing=len(hashes))  # nothing loaded yet
         if not hashes:
             return SweepResult(served=0, deleted=0, missing=0, skipped=bool(stale))
         if stale:

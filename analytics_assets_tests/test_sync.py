@@ -202,3 +202,14 @@ def test_a_full_refresh_reloads_from_scratch(configured: Sandbox, warehouse: War
     assert_warehouse_equals_api(warehouse, configured)
     loads = warehouse.query("select count(distinct _dlt_load_id) from feedback.responses")
     assert loads[0][0] == 1  # dropped and loaded again, not merged into the old rows
+
+
+def test_an_endpoint_with_nothing_yet_loads_as_empty(configured: Sandbox, warehouse: Warehouse) -> None:
+    configured.data.truncate("webhooks", 0)
+    result = materialize("feedback/webhooks")
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 0
+    configured.data.truncate("webhooks", None)
+    assert materialize("feedback/webhooks").success
+    assert_warehouse_equals_api_table(warehouse, configured, "feedback.webhooks")
