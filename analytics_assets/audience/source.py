@@ -58,7 +58,8 @@ def audience_config(
             "base_url": base_url,
             "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
         },
-        "resource_defaults": {"write_disposition": "merge"},
+        # `parallelized`: endpoints (and each segment's members) are read side by side, not one after another.
+        "resource_defaults": {"write_disposition": "merge", "parallelized": True},
         "resources": [
             {
                 "name": "schemas",

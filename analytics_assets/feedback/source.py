@@ -66,7 +66,8 @@ def feedback_config(
             "base_url": base_url,
             "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
         },
-        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        # `parallelized`: endpoints are read side by side, not one after another.
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge", "parallelized": True},
         "resources": [
             single_page("surveys", "/v1/management/surveys"),
             single_page("action_classes", "/v1/management/action-classes"),
