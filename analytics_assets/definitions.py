@@ -1,6 +1,6 @@
 """The Dagster definitions of the analytics_assets code location."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from analytics_assets.alert_sensors import build_alert_sensors
@@ -28,4 +28,8 @@ defs = Definitions(
         *build_alert_sensors([api.name for api in APIS]),
     ],
     resources={"dlt": DagsterDltResource()},
+    # Every step of a run in the run's own process: a step process starts by importing this code location
+    # (seconds), which cost more than the steps themselves (a full sync of 5,000 people: 62 s with a
+    # process per step, 16 s in process; README, "Performance"). Pools still apply to in-process steps.
+    executor=in_process_executor,
 )
