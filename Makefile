@@ -33,6 +33,11 @@ dev: install
 test: install
 	$(VENV_BIN)/pytest
 
+## bench: the performance benchmark against the sandbox (default scale: a few minutes on 2 cores), see the
+## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
+bench: install
+	$(VENV_BIN)/python -m benchmarks $(BENCH_ARGS)
+
 lint: install
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .

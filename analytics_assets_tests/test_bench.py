@@ -1,0 +1,85 @@
+"""`make bench` at tiny scale, so that it never rots: every measure runs and lands in the JSON.
+
+No figure is compared with a time: the machine decides those. Only what must hold on any machine is.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_PEOPLE = 1_000
+
+POSITIVE_FIGURES = [
+    ("limit", "rows_per_s"),
+    ("baseline", "rows_per_s"),
+    ("peoples", "rows_per_s"),
+    ("peoples", "peak_rss_mb"),
+    ("all_assets", "rows_per_s"),
+    ("syncs", "first", "run_seconds"),
+    ("syncs", "nightly", "run_seconds"),
+    ("latency", "run_seconds"),
+    ("latency", "round_trip_s"),
+    ("latency", "longest_chain_seconds"),
+    ("latency", "sum_seconds"),
+    ("latency", "vs_longest_chain"),
+    ("latency", "vs_sum"),
+    ("memory", "small", "peak_rss_mb"),
+    ("memory", "large", "peak_rss_mb"),
+    ("memory", "ratio"),
+    ("startup", "import_dagster_dlt_s"),
+    ("startup", "definitions_s"),
+    ("startup", "ratio"),
+]
+
+
+def figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = figures
+    for key in path:
+        value = value[key]
+    return value
+
+
+def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", f"--out={tmp_path}", f"--workdir={tmp_path}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result] = tmp_path.glob("*-tiny.json")
+    figures = json.loads(result.read_text())
+
+    for path in POSITIVE_FIGURES:
+        value = figure(figures, path)
+        assert isinstance(value, int | float) and value > 0, f"{'.'.join(path)} = {value!r}"
+    # Every load read the same data, whole.
+    for load in ("limit", "baseline", "peoples"):
+        assert figures[load]["rows"] == TINY_PEOPLE, load
+    assert figures["limit"]["requests"] == TINY_PEOPLE // 100 + 1  # ten full pages, then an empty one
+    for sync in (figures["all_assets"], figures["syncs"]["first"]):
+        assert sync["rows_per_table"]["audience.peoples"] == TINY_PEOPLE
+        assert len(sync["rows_per_table"]) >= 13  # every asset's table, child tables too
+    # The sandbox counted the requests of both syncs; a nightly one reads only the newest responses.
+    first, nightly = figures["syncs"]["first"]["requests"], figures["syncs"]["nightly"]["requests"]
+    assert set(first["per_api"]) == set(nightly["per_api"]) == {"audience", "feedback"}
+    assert first["total"] > nightly["total"] > 0
+    assert figures["latency"]["longest_chain"].endswith("/people/all")
+    assert figures["latency"]["sum_seconds"] > figures["latency"]["longest_chain_seconds"]
+    assert figures["memory"]["large"]["people"] > figures["memory"]["small"]["people"]
+    assert {t["name"] for t in figures["targets"]} >= {
+        "peoples throughput / limit",
+        "peoples throughput / baseline",
+        "latency-bound sync / longest chain",
+        "peak RSS large / small",
+        "definitions load / import dagster+dlt",
+    }
+    assert all(t["value"] is not None and t["met"] in (True, False) for t in figures["targets"])
+    assert "| measure" in done.stdout and str(result) in done.stdout

@@ -1,0 +1,7 @@
+"""`python -m benchmarks`: the benchmark of `make bench`."""
+
+import sys
+
+from benchmarks.bench import main
+
+sys.exit(main())

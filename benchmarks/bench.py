@@ -1,0 +1,554 @@
+"""`make bench`: how fast the loader is against the limit and a dlt-defaults baseline, in one run, on the
+same data.
+
+Starts the sandbox at the chosen scale in a process of its own and measures:
+
+- limit: a plain keep-alive HTTP client (`http.client` + `json`) reading every page of `/people/all`;
+- baseline: the same endpoint loaded by a plain dlt `rest_api` pipeline with dlt's defaults;
+- project: `audience/peoples`, then all 13 assets, materialized through Dagster (`materialize`, each in
+  a fresh process), in rows per second;
+- latency-bound: a first sync of all 13 assets with the real `dagster asset materialize` (the executor,
+  pools and checks of a real run) while the sandbox adds 50 ms to every request, against the sum of
+  every request's round trip and against the longest chain of requests that must follow each other
+  (the bound when endpoints run side by side);
+- request economy: the requests of that first sync, and of a nightly sync (`dagster job execute -j
+  nightly_sync`) after 1% of people and responses changed (the sandbox's request log);
+- memory: peak RSS of the loading process tree while `audience/peoples` loads 100,000 and 1,000,000
+  people;
+- start-up: importing the definitions and building the repository against `import dagster, dlt`, in
+  fresh interpreters, median of several.
+
+Prints a table and writes the figures as JSON to `benchmarks/results/<date>.json`.
+
+    .venv/bin/python -m benchmarks             # default scale, a few minutes on 2 cores
+    .venv/bin/python -m benchmarks --scale 10  # 10x the people
+    .venv/bin/python -m benchmarks --tiny      # seconds: checks that every measure works
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks.harness import (
+    DAGSTER,
+    PYTHON,
+    REPO,
+    DagsterHome,
+    Measured,
+    SandboxProcess,
+    clean_env,
+    run_measured,
+)
+from benchmarks.worker import table_rows
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+PAGE_SIZE = 100
+LATENCY = 0.05
+CHANGED_SHARE = 0.01
+DEFINITIONS = "analytics_assets.definitions"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a benchmark run is."""
+
+    name: str
+    people: int
+    """People the sandbox serves for throughput, latency and request economy."""
+    memory_people: tuple[int, int]
+    """The two loads whose peak RSS is compared."""
+    repeats: int
+    """Repeats of the cheap measures (limit, start-up), of which the median counts."""
+    responses: int = 2000
+    """Kept under ~95 pages: the feedback source paces itself to the API's 100 requests a minute."""
+    side_by_side: bool = False
+    """Measure memory and start-up while the sandbox measures run: faster, but each disturbs the other's
+    figures, so only for the tiny smoke run, whose figures mean nothing."""
+
+
+TINY = Scale("tiny", people=1_000, memory_people=(1_000, 10_000), repeats=1, responses=200, side_by_side=True)
+
+
+def scale_for(factor: int) -> Scale:
+    """`--scale N`: N x 100,000 people (memory stays at 100,000 against 1,000,000, where its target is)."""
+    name = "default" if factor == 1 else f"scale{factor}"
+    return Scale(name, people=100_000 * factor, memory_people=(100_000, 1_000_000), repeats=5)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the limit --------------------------------------------------------------------------------------
+
+
+def fetch_people(base_url: str, api_key: str, max_pages: int | None = None) -> tuple[int, int, float]:
+    """Every page of `/people/all` (or the first `max_pages`) on one keep-alive connection, parsed.
+
+    Returns:
+        (rows, requests, seconds)
+    """
+    parts = urlsplit(base_url)
+    assert parts.hostname is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
+    rows = requests = 0
+    started = time.perf_counter()
+    try:
+        while max_pages is None or requests < max_pages:
+            connection.request(
+                "GET",
+                f"{parts.path}/people/all?limit={PAGE_SIZE}&offset={rows}",
+                headers={"api_key": api_key},
+            )
+            response = connection.getresponse()
+            body = response.read()
+            requests += 1
+            if response.status != 200:
+                raise RuntimeError(f"/people/all answered {response.status}: {body[:200]!r}")
+            page = json.loads(body)["people"]
+            rows += len(page)
+            if len(page) < PAGE_SIZE:
+                break
+    finally:
+        connection.close()
+    return rows, requests, time.perf_counter() - started
+
+
+def measure_limit(sandbox: SandboxProcess, repeats: int) -> dict[str, Any]:
+    runs = [
+        fetch_people(sandbox.audience_base_url, sandbox.env["SOURCES__AUDIENCE__API_KEY"])
+        for _ in range(repeats)
+    ]
+    rows, requests, _ = runs[0]
+    seconds = statistics.median(r[2] for r in runs)
+    return {
+        "rows": rows,
+        "requests": requests,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "runs_seconds": [r[2] for r in runs],
+    }
+
+
+# -- loads ------------------------------------------------------------------------------------------
+
+
+class Workspace:
+    """Fresh warehouses, dlt folders and result files under one temporary directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._numbers = itertools.count(1)
+
+    def new(self, name: str) -> Path:
+        path = self.root / f"{next(self._numbers):02d}-{name}"
+        path.mkdir(parents=True)
+        return path
+
+
+def load_env(sandbox: SandboxProcess, place: Path, **extra: str) -> dict[str, str]:
+    """The environment of a load: the sandbox's settings, a DuckDB file and a dlt folder under `place`."""
+    return clean_env(
+        {
+            **sandbox.env,
+            "ANALYTICS_DESTINATION": "duckdb",
+            "ANALYTICS_DUCKDB_PATH": str(place / "warehouse.duckdb"),
+            "DLT_DATA_DIR": str(place / "dlt"),
+            **extra,
+        }
+    )
+
+
+def worker(args: list[str], env: dict[str, str], place: Path, cwd: Path = REPO) -> Measured:
+    result = place / f"result-{time.monotonic_ns()}.json"
+    command = [PYTHON, "-m", "benchmarks.worker", f"--result={result}", *args]
+    return run_measured(command, env, cwd=cwd, result_file=result).check()
+
+
+def throughput(measured: Measured, table: str) -> dict[str, Any]:
+    rows = measured.result["rows"].get(table, 0)
+    seconds = measured.result["seconds"]
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "process_seconds": measured.seconds,
+        "peak_rss_mb": measured.peak_rss / 2**20,
+    }
+
+
+def measure_baseline(sandbox: SandboxProcess, workspace: Workspace) -> dict[str, Any]:
+    place = workspace.new("baseline")
+    # A working directory without `.dlt/`: none of the project's dlt settings apply.
+    measured = worker(["baseline"], load_env(sandbox, place), place, cwd=place)
+    return {**throughput(measured, "audience.peoples"), "steps": measured.result["steps"]}
+
+
+def measure_all_assets(sandbox: SandboxProcess, workspace: Workspace) -> dict[str, Any]:
+    place = workspace.new("all_assets")
+    measured = worker(["project"], load_env(sandbox, place), place)
+    rows = measured.result["rows"]
+    seconds = measured.result["seconds"]
+    return {
+        "rows": sum(rows.values()),
+        "rows_per_table": rows,
+        "seconds": seconds,
+        "rows_per_s": sum(rows.values()) / seconds,
+        "peak_rss_mb": measured.peak_rss / 2**20,
+    }
+
+
+def measure_peoples(sandbox: SandboxProcess, workspace: Workspace) -> dict[str, Any]:
+    place = workspace.new("peoples")
+    measured = worker(["project", "--select=audience/peoples"], load_env(sandbox, place), place)
+    return {**throughput(measured, "audience.peoples"), "import_seconds": measured.result["import_seconds"]}
+
+
+# -- syncs through the dagster CLI ------------------------------------------------------------------
+
+
+def requests_of(sandbox: SandboxProcess) -> dict[str, Any]:
+    """The sandbox's request counters since they were last cleared: total, per API, per endpoint."""
+    stats = sandbox.client.stats()
+    by_endpoint = {
+        f"{api}{template}": endpoint["requests"]
+        for api, endpoints in stats["apis"].items()
+        for template, endpoint in endpoints.items()
+    }
+    per_api = {
+        api: sum(e["requests"] for e in endpoints.values()) for api, endpoints in stats["apis"].items()
+    }
+    return {"total": stats["total"], "per_api": per_api, "by_endpoint": by_endpoint}
+
+
+def cli_sync(
+    sandbox: SandboxProcess, home: DagsterHome, place: Path, command: list[str]
+) -> tuple[Measured, dict[str, Any]]:
+    """Run a `dagster` CLI command loading into the warehouse under `place`; its run as the instance saw it."""
+    env = load_env(sandbox, place, DAGSTER_HOME=str(home.path))
+    sandbox.client.clear_requests()
+    measured = run_measured([DAGSTER, *command, "-m", DEFINITIONS], env).check()
+    run = home.last_run()
+    if run.status != "SUCCESS":
+        raise RuntimeError(
+            f"{' '.join(command)}: run {run.run_id} ended {run.status}:\n{measured.output[-4000:]}"
+        )
+    rows = table_rows(str(place / "warehouse.duckdb"))
+    return measured, {
+        "run_seconds": run.seconds,
+        "cli_seconds": measured.seconds,
+        "steps_seconds": run.steps,
+        "rows": sum(rows.values()),
+        "rows_per_table": rows,
+        "rows_per_s": sum(rows.values()) / run.seconds,
+        "peak_rss_mb": measured.peak_rss / 2**20,
+        "requests": requests_of(sandbox),
+    }
+
+
+MATERIALIZE_ALL = ["asset", "materialize", "--select", "*"]
+NIGHTLY = ["job", "execute", "-j", "nightly_sync"]
+
+
+def request_chains(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Requests that must follow each other, per endpoint: the pages of one path, after its parent's.
+
+    A child path (`/segments/7/people`) can only start once its parent list (`/segments`) was read,
+    so its chain is its own pages plus the parent's.
+    """
+    per_path = Counter(e["path"] for e in entries)
+    chains = {}
+    for path, count in per_path.items():
+        parent, _, rest = path.rpartition("/segments/")
+        chains[path] = count + (per_path.get(f"{parent}/segments", 0) if parent and "/" in rest else 0)
+    return chains
+
+
+def latency_bound(
+    sandbox: SandboxProcess, sync: dict[str, Any], entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A latency-bound sync against the sum of its requests' round trips and against its longest chain."""
+    # One round trip of a plain client at this latency prices each request of the chains.
+    _, requests, seconds = fetch_people(
+        sandbox.audience_base_url, sandbox.env["SOURCES__AUDIENCE__API_KEY"], max_pages=20
+    )
+    round_trip = seconds / requests
+    chains = request_chains(entries)
+    longest_path = max(chains, key=lambda p: chains[p])
+    longest = chains[longest_path] * round_trip
+    total = len(entries) * round_trip
+    return {
+        "latency_s": LATENCY,
+        "round_trip_s": round_trip,
+        "run_seconds": sync["run_seconds"],
+        "cli_seconds": sync["cli_seconds"],
+        "steps_seconds": sync["steps_seconds"],
+        "requests": len(entries),
+        "sum_seconds": total,
+        "longest_chain": longest_path,
+        "longest_chain_requests": chains[longest_path],
+        "longest_chain_seconds": longest,
+        "vs_longest_chain": sync["run_seconds"] / longest,
+        "vs_sum": sync["run_seconds"] / total,
+    }
+
+
+def measure_syncs(sandbox: SandboxProcess, workspace: Workspace, scale: Scale) -> dict[str, Any]:
+    """Two runs of the real CLI: a first sync of every asset while every request takes 50 ms more
+    (latency-bound), then a nightly sync after 1% of people and responses changed.
+
+    Request counts do not depend on latency: the first sync's are those of any first sync.
+    """
+    home = DagsterHome(workspace.new("dagster_home"))
+    place = workspace.new("syncs")
+    sandbox.client.set_latency(LATENCY)
+    try:
+        _, first = cli_sync(sandbox, home, place, MATERIALIZE_ALL)
+        latency = latency_bound(sandbox, first, sandbox.client.requests())
+    finally:
+        sandbox.client.set_latency(0)
+    changed = {
+        "people": len(sandbox.client.data.update_people(max(1, int(scale.people * CHANGED_SHARE)))),
+        "responses": len(
+            sandbox.client.data.update_responses(max(1, int(scale.responses * CHANGED_SHARE)), recent=True)
+        ),
+    }
+    _, nightly = cli_sync(sandbox, home, place, NIGHTLY)
+    return {"latency": latency, "first": first, "nightly": {**nightly, "changed": changed}}
+
+
+# -- memory and start-up ----------------------------------------------------------------------------
+
+
+def memory_loads(scale: Scale, workspace: Workspace, skip_large: bool) -> dict[int, dict[str, Any]]:
+    """The `audience/peoples` loads of the memory measure that the throughput measures do not make."""
+    loads = {}
+    for label, people in zip(("small", "large"), scale.memory_people, strict=True):
+        if people == scale.people or (label == "large" and skip_large):
+            continue
+        log(f"memory: loading {people:,} people")
+        with SandboxProcess(workspace.new(f"sandbox-{people}"), people=people) as sandbox:
+            loads[people] = measure_peoples(sandbox, workspace)
+    return loads
+
+
+def memory_figures(scale: Scale, loads: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Peak RSS of the process tree loading `audience/peoples`, at the scale's two sizes."""
+    figures: dict[str, Any] = {}
+    for label, people in zip(("small", "large"), scale.memory_people, strict=True):
+        load = loads.get(people)
+        figures[label] = {
+            "people": people,
+            "peak_rss_mb": load["peak_rss_mb"] if load else None,
+            "seconds": load["seconds"] if load else None,
+            "rows_per_s": load["rows_per_s"] if load else None,
+        }
+    small, large = figures["small"]["peak_rss_mb"], figures["large"]["peak_rss_mb"]
+    figures["ratio"] = large / small if small and large else None
+    return figures
+
+
+def measure_startup(workspace: Workspace, repeats: int) -> dict[str, Any]:
+    """Seconds to import `dagster, dlt`, and to load the definitions, each in fresh interpreters."""
+    place = workspace.new("startup")
+    env = clean_env()
+    base, definitions = [], []
+    for _ in range(repeats):  # interleaved, so that a busy moment hits both alike
+        base.append(worker(["import", "dagster", "dlt"], env, place).result["seconds"])
+        definitions.append(worker(["definitions", f"{DEFINITIONS}:defs"], env, place).result["seconds"])
+    return {
+        "import_dagster_dlt_s": statistics.median(base),
+        "definitions_s": statistics.median(definitions),
+        "ratio": statistics.median(definitions) / statistics.median(base),
+        "repeats": repeats,
+        "runs": {"import_dagster_dlt": base, "definitions": definitions},
+    }
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None
+    bound: float
+    kind: str  # "min" (value >= bound) or "max" (value <= bound)
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.bound if self.kind == "min" else self.value <= self.bound
+
+
+def targets(figures: dict[str, Any]) -> list[Target]:
+    peoples, limit, base = figures["peoples"], figures["limit"], figures["baseline"]
+    return [
+        Target("peoples throughput / limit", peoples["rows_per_s"] / limit["rows_per_s"], 0.25, "min"),
+        Target("peoples throughput / baseline", peoples["rows_per_s"] / base["rows_per_s"], 5.0, "min"),
+        Target("latency-bound sync / longest chain", figures["latency"]["vs_longest_chain"], 1.25, "max"),
+        Target("peak RSS large / small", figures["memory"]["ratio"], 1.5, "max"),
+        Target("definitions load / import dagster+dlt", figures["startup"]["ratio"], 1.5, "max"),
+    ]
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def table(figures: dict[str, Any]) -> str:
+    """The figures as a Markdown table (the README's performance section shows it as is)."""
+    lim, base, peo, every = figures["limit"], figures["baseline"], figures["peoples"], figures["all_assets"]
+    first, nightly = figures["syncs"]["first"], figures["syncs"]["nightly"]
+    lat, mem, start = figures["latency"], figures["memory"], figures["startup"]
+
+    def rss(entry: dict[str, Any]) -> str:
+        if entry["peak_rss_mb"] is None:
+            return f"not measured at this scale (`--scale 10` loads {entry['people']:,})"
+        return f"{_n(entry['peak_rss_mb'])} MB ({entry['people']:,} people, {entry['seconds']:.1f} s)"
+
+    def api_requests(sync: dict[str, Any]) -> str:
+        per_api = sync["requests"]["per_api"]
+        return (
+            f"{sync['requests']['total']:,} ({', '.join(f'{a} {n:,}' for a, n in sorted(per_api.items()))})"
+        )
+
+    rows = [
+        ("limit: plain HTTP client, `/people/all`", f"{_n(lim['rows_per_s'])} rows/s",
+         f"{lim['rows']:,} rows, {lim['requests']:,} requests in {lim['seconds']:.2f} s"),
+        ("baseline: plain dlt `rest_api`, dlt defaults", f"{_n(base['rows_per_s'])} rows/s",
+         f"{base['seconds']:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in base["steps"].items() if k != "run") + ")"),
+        ("project: `audience/peoples` via Dagster", f"{_n(peo['rows_per_s'])} rows/s",
+         f"{peo['seconds']:.1f} s, {peo['rows']:,} rows"),
+        ("project / limit", f"{peo['rows_per_s'] / lim['rows_per_s']:.2f} x", "target >= 0.25 x"),
+        ("project / baseline", f"{peo['rows_per_s'] / base['rows_per_s']:.1f} x", "target >= 5 x"),
+        ("project: all 13 assets via Dagster", f"{_n(every['rows_per_s'])} rows/s",
+         f"{every['seconds']:.1f} s, {every['rows']:,} rows in {len(every['rows_per_table'])} tables"),
+        (f"latency-bound first sync, +{LATENCY * 1000:.0f} ms a request, `dagster asset materialize`",
+         f"{lat['run_seconds']:.1f} s",
+         f"{lat['vs_longest_chain']:.2f} x longest chain ({lat['longest_chain_requests']:,} requests,"
+         f" {lat['longest_chain_seconds']:.1f} s), {lat['vs_sum']:.2f} x sum ({lat['requests']:,} requests,"
+         f" {lat['sum_seconds']:.1f} s); target <= 1.25 x longest"),
+        ("requests: first sync", api_requests(first), f"{first['rows']:,} rows"),
+        ("requests: nightly sync after 1% changed", api_requests(nightly),
+         f"run {nightly['run_seconds']:.1f} s, `dagster job execute -j nightly_sync`; {nightly['changed']['people']:,} people and"
+         f" {nightly['changed']['responses']:,} responses changed"),
+        ("peak RSS: small load", rss(mem["small"]), "process tree of the load"),
+        ("peak RSS: large load", rss(mem["large"]),
+         f"{mem['ratio']:.2f} x small; target <= 1.5 x" if mem["ratio"] else "target <= 1.5 x"),
+        ("start-up: definitions load", f"{start['definitions_s']:.2f} s",
+         f"{start['ratio']:.2f} x `import dagster, dlt` ({start['import_dagster_dlt_s']:.2f} s),"
+         f" median of {start['repeats']}; target <= 1.5 x"),
+    ]  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    header = ("measure", "figure", "detail")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)]
+    out.append("")
+    for target in targets(figures):
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[target.met]
+        value = "-" if target.value is None else f"{target.value:.2f}"
+        sign = ">=" if target.kind == "min" else "<="
+        out.append(f"- {target.name}: {value} (target {sign} {target.bound}): {verdict}")
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    import dagster
+    import dlt
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "dlt": dlt.__version__,
+        "dagster": dagster.__version__,
+        "load_average": os.getloadavg(),
+    }
+
+
+def side_measures(scale: Scale, workspace: Workspace, skip_large_memory: bool) -> dict[str, Any]:
+    """The measures that need no shared sandbox: the memory loads of their own, and start-up."""
+    loads = memory_loads(scale, workspace, skip_large_memory)
+    log("start-up")
+    return {"memory_loads": loads, "startup": measure_startup(workspace, scale.repeats)}
+
+
+def run(scale: Scale, workspace: Workspace, skip_large_memory: bool) -> dict[str, Any]:
+    figures: dict[str, Any] = {"scale": asdict(scale), "machine": machine()}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(side_measures, scale, workspace, skip_large_memory) if scale.side_by_side else None
+        with SandboxProcess(
+            workspace.new("sandbox"), people=scale.people, responses=scale.responses
+        ) as sandbox:
+            steps: list[tuple[str, Callable[[], Any]]] = [
+                ("limit", lambda: measure_limit(sandbox, max(3, scale.repeats))),
+                ("baseline", lambda: measure_baseline(sandbox, workspace)),
+                ("peoples", lambda: measure_peoples(sandbox, workspace)),
+                ("all_assets", lambda: measure_all_assets(sandbox, workspace)),
+                ("syncs", lambda: measure_syncs(sandbox, workspace, scale)),
+            ]
+            for name, step in steps:
+                log(f"{name} ({scale.people:,} people)")
+                figures[name] = step()
+        extra = side.result() if side else side_measures(scale, workspace, skip_large_memory)
+    figures["latency"] = figures["syncs"].pop("latency")
+    figures["memory"] = memory_figures(scale, {scale.people: figures["peoples"], **extra["memory_loads"]})
+    figures["startup"] = extra["startup"]
+    figures["targets"] = [{**asdict(t), "met": t.met} for t in targets(figures)]
+    figures["seconds"] = time.monotonic() - started
+    figures["machine"]["load_average_end"] = os.getloadavg()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=int, default=1, help="N x 100,000 people (default 1)")
+    size.add_argument("--tiny", action="store_true", help="a few seconds of everything (the smoke test)")
+    parser.add_argument(
+        "--skip-large-memory",
+        action="store_true",
+        help="do not load 1,000,000 people for the memory measure (the slowest part)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of the JSON result")
+    parser.add_argument("--workdir", type=Path, help="keep warehouses and logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    scale = TINY if args.tiny else scale_for(args.scale)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as root:
+        figures = run(scale, Workspace(Path(root)), args.skip_large_memory)
+    date = dt.date.today().isoformat()
+    figures["date"] = date
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / (f"{date}.json" if scale.name == "default" else f"{date}-{scale.name}.json")
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(
+        f"\nanalytics_assets benchmark, {date}, scale {scale.name} ({scale.people:,} people),"
+        f" {figures['machine']['cpus']} CPUs, {figures['seconds']:.0f} s\n"
+    )
+    print(table(figures))
+    print(f"\nFigures: {path}")
+    return 0
