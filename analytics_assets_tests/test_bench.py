@@ -15,6 +15,7 @@ TINY_PEOPLE = 1_000
 
 POSITIVE_FIGURES = [
     ("limit", "rows_per_s"),
+    ("http_stack", "rows_per_s"),
     ("baseline", "rows_per_s"),
     ("peoples", "rows_per_s"),
     ("peoples", "peak_rss_mb"),
@@ -61,9 +62,10 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
         value = figure(figures, path)
         assert isinstance(value, int | float) and value > 0, f"{'.'.join(path)} = {value!r}"
     # Every load read the same data, whole.
-    for load in ("limit", "baseline", "peoples"):
+    for load in ("limit", "http_stack", "baseline", "peoples"):
         assert figures[load]["rows"] == TINY_PEOPLE, load
     assert figures["limit"]["requests"] == TINY_PEOPLE // 100 + 1  # ten full pages, then an empty one
+    assert figures["peoples"]["steps_seconds"]["audience"] > 0
     for sync in (figures["all_assets"], figures["syncs"]["first"]):
         assert sync["rows_per_table"]["audience.peoples"] == TINY_PEOPLE
         assert len(sync["rows_per_table"]) >= 13  # every asset's table, child tables too

@@ -52,9 +52,14 @@ def project(selection: list[str]) -> dict[str, Any]:
         started = time.perf_counter()
         result = job.execute_in_process(asset_selection=keys, instance=instance, raise_on_error=False)
         seconds = time.perf_counter() - started
+        steps = {
+            s.step_key: (s.end_time or 0.0) - (s.start_time or 0.0)
+            for s in instance.get_run_step_stats(result.run_id)
+        }
     return {
         "success": result.success,
         "seconds": seconds,
+        "steps_seconds": steps,
         "import_seconds": imported,
         "rows": table_rows(os.environ["ANALYTICS_DUCKDB_PATH"]),
     }
