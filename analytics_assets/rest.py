@@ -110,4 +110,12 @@ def assemble(
         for parent, field in _PLACEHOLDER.findall(str(endpoint.get("path", ""))):
             steps = by_name[parent].get("processing_steps") or []
             by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
-    return rest_api_resources(served_keys.track(config) if served_keys else config)
+    built = rest_api_resources(served_keys.track(config) if served_keys else config)
+    # dlt 1.31 drops `parallelized` from top-level rest_api resources (their generator takes an
+    # `Incremental`, and the incremental wrapper replaces the parallel one): they would run one after
+    # another. Children are parallelized by rest_api itself, one call per parent record.
+    default = (config.get("resource_defaults") or {}).get("parallelized", False)
+    for dlt_resource in built:
+        if not dlt_resource.is_transformer and by_name[dlt_resource.name].get("parallelized", default):
+            dlt_resource.parallelize()
+    return built
