@@ -50,6 +50,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any setting of the code location or dlt, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV_PREFIXES)}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    # dlt reports each run to its telemetry server by default: a benchmark stays on loopback.
+    env["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     return {**env, **(extra or {})}
 
 
