@@ -298,16 +298,17 @@ NIGHTLY = ["job", "execute", "-j", "nightly_sync"]
 
 
 def request_chains(entries: list[dict[str, Any]]) -> dict[str, int]:
-    """Requests that must follow each other, per endpoint: the pages of one path, after its parent's.
+    """Requests that must follow each other, per path: its pages, after the parent page listing it.
 
-    A child path (`/segments/7/people`) can only start once its parent list (`/segments`) was read,
-    so its chain is its own pages plus the parent's.
+    A child path (`/segments/7/people`) can only start once the page of its parent list (`/segments`)
+    that names it was read, so its chain is its own pages plus one.
     """
     per_path = Counter(e["path"] for e in entries)
     chains = {}
     for path, count in per_path.items():
         parent, _, rest = path.rpartition("/segments/")
-        chains[path] = count + (per_path.get(f"{parent}/segments", 0) if parent and "/" in rest else 0)
+        is_child = bool(parent) and "/" in rest and f"{parent}/segments" in per_path
+        chains[path] = count + (1 if is_child else 0)
     return chains
 
 
