@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.audience.source import audience, audience_config
-from analytics_assets.feedback.source import feedback, feedback_config
+from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Api:
     name: str
     source: Callable[..., DltSource]
     config: Callable[..., RESTAPIConfig]
+    successor_paths: Mapping[str, str] = field(default_factory=dict)
+    """Where the API's current servers serve a resource whose seed path they answer 404 for."""
 
     def env_var(self, setting: str) -> str:
         """The environment variable dlt reads a setting of this source from."""
@@ -40,5 +42,7 @@ class Api:
 _SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", "api_key": "spec-only"}
 
 AUDIENCE = Api(name="audience", source=audience, config=audience_config)
-FEEDBACK = Api(name="feedback", source=feedback, config=feedback_config)
+FEEDBACK = Api(
+    name="feedback", source=feedback, config=feedback_config, successor_paths=CURRENT_GENERATION_PATHS
+)
 APIS = (AUDIENCE, FEEDBACK)

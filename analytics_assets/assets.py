@@ -1,28 +1,33 @@
 """The Dagster assets: each endpoint is an asset, loaded by `@dlt_assets` ops (one per API, plus one
-per child resource), kept equal to the API by merges, cursors and sweeps (see `sweep.py`)."""
+per child resource), each endpoint on its own (`endpoints_load.py`), kept equal to the API by merges,
+cursors and sweeps (see `sweep.py`)."""
 
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dlt
 from dagster import (
+    AssetCheckSeverity,
     AssetExecutionContext,
-    AssetMaterialization,
+    AssetKey,
     AssetsDefinition,
     Config,
+    DagsterEventType,
     Failure,
     MaterializeResult,
     MetadataValue,
 )
 from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint, endpoints
-from analytics_assets.errors import explain
+from analytics_assets.endpoints_load import EndpointLoad, fresh_pipeline, load_side_by_side
+from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
@@ -107,72 +112,116 @@ def build_api_assets(api: Api) -> list[AssetsDefinition]:
 
 
 class _Load:
-    """One run of one op: the dlt load, then the sweep of what the API no longer serves."""
+    """One run of one op: each endpoint loaded on its own (`endpoints_load.py`), then swept and reported."""
 
     def __init__(
         self,
         context: AssetExecutionContext,
         api: Api,
-        name: str,
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
     ) -> None:
         self.context = context
         self.api = api
-        self.name = name
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
-        self.pipeline = warehouse_pipeline(name, dataset=api.name)
         self.stats = RequestStats(api.name)
-
-    def source(self, resources: tuple[str, ...], served: ServedKeys, full_scan: bool) -> DltSource:
-        source = configured_source(
-            self.api, full_scan=full_scan, served_keys=served, request_stats=self.stats
+        self.served = ServedKeys()
+        # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
+        self._source = configured_source(
+            api, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
         )
-        return _select(source, self.name, resources)
 
-    def failure(self, error: Exception) -> Failure | None:
-        """A Failure naming the API, the request and what to do, or None for a failure of another kind."""
+    def source(self, load: EndpointLoad) -> DltSource:
+        """The endpoint alone, named like its pipeline (its own dlt schema), from the path it is read at."""
+        source = self._source
+        if load.path != self.catalog[load.resource].path:
+            source = configured_source(
+                self.api,
+                full_scan=self.full_scan,
+                served_keys=self.served,
+                request_stats=self.stats,
+                paths={load.resource: load.path},
+            )
+        return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
+
+    def extract(self, load: EndpointLoad) -> None:
+        load.pipeline.extract(
+            self.source(load),
+            refresh="drop_resources" if self.refresh else None,
+            loader_file_format=loader_file_format(),
+        )
+
+    def read(self, load: EndpointLoad) -> None:
+        """Extract one endpoint; where the server no longer has its seed path, from its successor."""
+        try:
+            self.extract(load)
+            return
+        except Exception as error:
+            gone = error_response(error)
+            successor = self.api.successor_paths.get(load.resource)
+            if successor is None or gone is None or gone.status_code != 404:
+                raise
+        load.pipeline.drop_pending_packages()
+        self.context.log.info(
+            f"{self.api.name} API: this server has no GET {load.path} (404: the API's current generation);"
+            f" loading {self.api.name}/{load.resource} from GET {successor}."
+        )
+        load.path = successor
+        try:
+            self.extract(load)
+        except Exception as error:
+            refused = error_response(error)
+            if refused is None or refused.status_code != 403:
+                raise
+            load.unavailable = (
+                f"{self.api.name} API answered 403 on GET {successor}: {server_message(refused)}"
+                f" {self.api.name}/{load.resource} is not available on this plan; its table stays as it was."
+            )
+
+    def write(self, load: EndpointLoad) -> LoadInfo:
+        # normalize() and load() rather than run(): run() would sync with the warehouse again, which on a
+        # first load (no dataset yet) wipes the package just extracted.
+        load.pipeline.normalize()
+        info = load.pipeline.load()
+        info.raise_on_failed_jobs()
+        return info
+
+    def failure(self, load: EndpointLoad) -> str:
+        """One line naming the endpoint, the request and the reason, for the run's failure message."""
+        assert load.error is not None
         base_url = source_setting(self.api.name, "base_url") or "(unset)"
-        message = explain(self.api.name, error, self.stats, self.catalog, base_url)
-        if message is None:
-            return None
-        return Failure(
-            description=message,
-            metadata={
-                "api": self.api.name,
-                "requests": sum(self.stats.requests.values()),
-                "retries": sum(self.stats.retries.values()),
-            },
-        )
+        message = explain(self.api.name, load.error, self.stats, self.catalog, base_url)
+        return f"{self.api.name}/{load.resource}: {message or f'{type(load.error).__name__}: {load.error}'}"
 
-    def schema_changes(self, resource: str) -> list[str]:
+    def schema_changes(self, load: EndpointLoad) -> list[str]:
         """Columns this run added to an existing table: new fields, or variants of a drifting type."""
-        trace = self.pipeline.last_trace
+        trace = load.pipeline.last_trace
         load_info = trace.last_load_info if trace else None
         added: list[str] = []
         for package in load_info.load_packages if load_info else []:
-            table = package.schema_update.get(resource)
+            table = package.schema_update.get(load.resource)
             # A new table's first update lists every column, dlt's `_dlt_id` too; a later one only the new ones.
             if table and "_dlt_id" not in table.get("columns", {}):
                 added.extend(str(c) for c in table.get("columns", {}))
         if added:
             self.context.log.warning(
-                f"{self.api.name}.{resource} has new columns this run: {', '.join(added)}"
+                f"{self.api.name}.{load.resource} has new columns this run: {', '.join(added)}"
             )
         return added
 
-    def sweep(self, resource: str, served: ServedKeys) -> SweepResult | None:
+    def sweep(self, load: EndpointLoad) -> SweepResult | None:
         """Remove the rows the API no longer serves, when this run read the resource's whole list.
 
         A served key missing from the warehouse means offset paging skipped a row while the API changed
         under it, and the cursor would keep it out: the resource is then read and rewritten in full.
         """
+        resource, pipeline = load.resource, load.pipeline
         endpoint = self.catalog[resource]
         if endpoint.stops_early and not self.full_scan:
             return None  # a nightly read of a window: deletions wait for the reconciliation
-        result = sweep(self.pipeline, resource, endpoint.primary_key, served)
+        result = sweep(pipeline, resource, endpoint.primary_key, self.served)
         log = self.context.log
         if result.skipped:
             log.warning(
@@ -185,26 +234,54 @@ class _Load:
                 " (offset paging shifted while the API changed); reading and rewriting all of them."
             )
             repair = ServedKeys()
-            self.pipeline.run(
-                self.source((resource,), repair, full_scan=True), loader_file_format=loader_file_format()
+            source = configured_source(
+                self.api, full_scan=True, served_keys=repair, request_stats=self.stats
+            ).with_resources(resource)
+            pipeline.run(
+                source.clone(with_name=pipeline.pipeline_name), loader_file_format=loader_file_format()
             )
-            result = sweep(self.pipeline, resource, endpoint.primary_key, repair)
+            result = sweep(pipeline, resource, endpoint.primary_key, repair)
         return result
 
-    def metadata(self, resource: str, swept: SweepResult | None) -> dict[str, Any]:
+    def metadata(self, load: EndpointLoad, swept: SweepResult | None) -> dict[str, Any]:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
         metadata: dict[str, Any] = {
-            "dagster/row_count": MetadataValue.int(_row_count(self.pipeline, resource)),
+            "dagster/row_count": MetadataValue.int(_row_count(load.pipeline, load.resource)),
             "sync": MetadataValue.text(sync),
+            "served_by": MetadataValue.text(f"GET {load.path}"),
         }
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
-        requests, retries = self.stats.for_endpoint(self.catalog[resource].path)
+        requests, retries = self.stats.for_endpoint(load.path)
         metadata["requests"] = MetadataValue.int(requests)
         metadata["retries"] = MetadataValue.int(retries)
-        metadata["new_columns"] = MetadataValue.json(self.schema_changes(resource))
+        if load.unavailable:
+            metadata["unavailable"] = MetadataValue.text(load.unavailable)
+        else:
+            metadata["new_columns"] = MetadataValue.json(self.schema_changes(load))
         return metadata
+
+
+def _blocking_failures(context: AssetExecutionContext, parent: AssetKey) -> list[str]:
+    """The blocking checks of `parent` that failed at ERROR in this run.
+
+    The code location's executor starts a step once the outputs it needs exist, even when the step
+    that made them failed (so one failed endpoint holds back none of the others); a failed blocking check
+    then no longer stops its children on its own, so a child op asks before it loads.
+    """
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
+    ).records
+    return sorted(
+        evaluation.check_name
+        for record in records
+        if (evaluation := record.event_log_entry.asset_check_evaluation) is not None
+        and evaluation.asset_key == parent
+        and evaluation.blocking
+        and not evaluation.passed
+        and evaluation.severity == AssetCheckSeverity.ERROR
+    )
 
 
 def _build_load_assets(
@@ -224,32 +301,56 @@ def _build_load_assets(
     )
     def _assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
-    ) -> Iterator[MaterializeResult | AssetMaterialization]:
-        run = _Load(context, api, load, catalog, config)
-        served = ServedKeys()
-        source = run.source(resources, served, full_scan=run.full_scan)
-        with warehouse_lock(context.log):
-            try:
-                results = list(
-                    dlt.run(
-                        context=context,
-                        dlt_source=source,
-                        dlt_pipeline=run.pipeline,
-                        loader_file_format=loader_file_format(),
-                        refresh="drop_resources" if run.refresh else None,
+    ) -> Iterator[MaterializeResult]:
+        selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
+        for parent in {p for r in selected if (p := catalog[r].parent)}:
+            if failed := _blocking_failures(context, AssetKey([api.name, parent])):
+                raise Failure(
+                    description=(
+                        f"Not loading {', '.join(selected)}: {api.name}/{parent} failed its blocking checks"
+                        f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-            except Exception as error:
-                failure = run.failure(error)
-                if failure is None:
-                    raise
-                raise failure from error
-            for result in results:
-                assert result.asset_key is not None
-                resource = result.asset_key.path[-1]
-                swept = run.sweep(resource, served)
-                metadata: dict[str, Any] = {**(result.metadata or {}), **run.metadata(resource, swept)}
-                yield result._replace(metadata=metadata)
+        run = _Load(context, api, catalog, config)
+        with warehouse_lock(context.log):
+            loads = [
+                EndpointLoad(
+                    r, fresh_pipeline(warehouse_pipeline(f"{api.name}_{r}", api.name)), catalog[r].path
+                )
+                for r in selected
+            ]
+            load_side_by_side(loads, run.read, run.write)
+            failures = []
+            for endpoint in loads:
+                if endpoint.error is not None:
+                    failures.append(run.failure(endpoint))
+                    continue
+                swept = None if endpoint.unavailable else run.sweep(endpoint)
+                metadata = run.metadata(endpoint, swept)
+                if endpoint.info is not None:
+                    resource = run.source(endpoint).resources[endpoint.resource]
+                    metadata = {
+                        **dlt.extract_resource_metadata(context, resource, endpoint.info, endpoint.pipeline),
+                        **metadata,
+                    }
+                else:
+                    context.log.warning(endpoint.unavailable)
+                yield MaterializeResult(asset_key=AssetKey([api.name, endpoint.resource]), metadata=metadata)
+        if failures:
+            loaded = len(loads) - len(failures)
+            raise Failure(
+                description=(
+                    f"{api.name} API: {len(failures)} of {len(loads)} endpoints failed ({loaded} loaded and"
+                    " committed; the failed ones keep their tables and cursors as they were):\n- "
+                    + "\n- ".join(failures)
+                ),
+                metadata={
+                    "api": api.name,
+                    "failed_assets": [f"{api.name}/{e.resource}" for e in loads if e.error is not None],
+                    "requests": sum(run.stats.requests.values()),
+                    "retries": sum(run.stats.retries.values()),
+                },
+            )
 
     return _assets
 

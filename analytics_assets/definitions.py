@@ -31,5 +31,10 @@ defs = Definitions(
     # Every step of a run in the run's own process: a step process starts by importing this code location
     # (seconds), which cost more than the steps themselves (a full sync of 5,000 people: 62 s with a
     # process per step, 16 s in process; README, "Performance"). Pools still apply to in-process steps.
-    executor=in_process_executor,
+    # A step starts once the outputs it needs exist, even when the step that made them failed: one
+    # failed endpoint keeps only its own checks (and children) from running, not those of the endpoints
+    # loaded beside it. Child ops check their parent's blocking checks themselves (`assets.py`).
+    executor=in_process_executor.configured(
+        {"step_dependency_config": {"require_upstream_step_success": False}}
+    ),
 )

@@ -39,6 +39,27 @@ def _last_request(stats: RequestStats, endpoint: Endpoint | None) -> str:
     return f"GET {urls[-1]}" if urls else f"GET {endpoint.path}"
 
 
+def error_response(error: BaseException) -> requests.Response | None:
+    """The API's answer behind a failed load when it answered with an error status, else None."""
+    return next(
+        (c.response for c in _chain(error) if isinstance(c, requests.HTTPError) and c.response is not None),
+        None,
+    )
+
+
+def server_message(response: requests.Response) -> str:
+    """What the API said about an error, from its JSON body (`message`, or `error.message`), shortened."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        message = body.get("message") or (error.get("message") if isinstance(error, dict) else None)
+    return str(message or f"{response.status_code} {response.reason}")[:300]
+
+
 def explain(
     api: str, error: BaseException, stats: RequestStats, catalog: Mapping[str, Endpoint], base_url: str
 ) -> str | None:
@@ -62,7 +83,7 @@ def explain(
         if isinstance(cause, MissingKeyError):
             return (
                 f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
-                f" {', '.join(cause.fields)}, the key it is merged on. Nothing was loaded for this API; the"
+                f" {', '.join(cause.fields)}, the key it is merged on. Nothing of this endpoint was loaded; the"
                 f" record is {cause.sample}. Report it to the API's owner, or wait for a corrected record."
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
@@ -81,10 +102,10 @@ def explain(
             if status in RETRY_STATUS_CODES:
                 return (
                     f"{api} API answered {status} on {request} on all 4 attempts (3 retries with backoff):"
-                    " the API is down or rate limiting. Nothing was loaded for this API and no cursor moved;"
+                    " the API is down or rate limiting. Nothing of this endpoint was loaded and its cursor did not move;"
                     " run it again later."
                 )
-            return f"{api} API answered {status} on {request}, which is not retried. Nothing was loaded for this API."
+            return f"{api} API answered {status} on {request}, which is not retried. Nothing of this endpoint was loaded."
         if isinstance(cause, requests.Timeout):
             return (
                 f"{api} API did not answer {_last_request(stats, endpoint)} in time, 4 attempts in a row:"
@@ -98,7 +119,7 @@ def explain(
         if isinstance(cause, (json.JSONDecodeError, requests.JSONDecodeError)):
             return (
                 f"{api} API answered malformed JSON on {_last_request(stats, endpoint)}: the page is cut or"
-                " broken. Nothing was loaded for this API; run it again, and if it persists, report it to the"
+                " broken. Nothing of this endpoint was loaded; run it again, and if it persists, report it to the"
                 " API's owner."
             )
     return None

@@ -208,7 +208,7 @@ def expect_json(api: str, data_selector: str) -> Callable[..., Response]:
         if key is not None and not key.search(body):
             raise ApiResponseError(
                 f"{api} API answered {request} without its `{data_selector}` field: the response format changed"
-                f" or the API returned an error with status 200. Nothing was loaded for this API; body starts"
+                f" or the API returned an error with status 200. Nothing of this endpoint was loaded; body starts"
                 f" {body[:120]!r}."
             )
         if key is None and not body.startswith("["):

@@ -1,10 +1,10 @@
-"""What a data check is, and the Dagster check op that runs the checks of one load op.
+"""What a data check is, and the Dagster check op that runs the checks of one asset.
 
 A `Check` is a name, a description, a severity and a function from a `CheckContext` (one open
 warehouse connection, the Dagster instance) to an `Outcome`. `build_load_checks` turns the checks
-of the assets one load op materializes into one `@multi_asset_check`: one op per load op, not one
-per check, because every op of a run started from the CLI or the UI is a process of its own, and
-because a blocking check must sit in an op of its own between its asset's op and the children's.
+of an asset into one `@multi_asset_check`: one op per asset, not one per check (one warehouse
+connection serves them all), and not one per load op (when one endpoint of an op fails, the checks of
+the others still run). A blocking check sits in an op between its asset's op and the children's.
 """
 
 import logging
@@ -182,12 +182,12 @@ def _evaluate(check: Check, context: CheckContext, log: logging.Logger) -> Outco
 def build_load_checks(
     name: str, dataset: str, checks: Mapping[AssetKey, Sequence[Check]]
 ) -> AssetChecksDefinition:
-    """One check op for the assets of one load op.
+    """One check op for the given assets (the code location gives it one asset: see `suite.py`).
 
     Args:
-        name: The load op's name; the check op is `<name>_checks`.
+        name: The check op is `<name>_checks`.
         dataset: The dataset (schema) of the tables.
-        checks: The checks of each asset the load op materializes.
+        checks: The checks of each asset.
     """
     by_key = {AssetCheckKey(key, check.name): check for key, group in checks.items() for check in group}
     specs = [
@@ -207,12 +207,12 @@ def build_load_checks(
         specs=specs,
         name=f"{name}_checks",
         can_subset=True,
-        description=f"Data checks of the tables the `{name}` op loads.",
+        description=f"Data checks of `{name}`.",
     )
     def _checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
         selected = context.selected_asset_check_keys
         pipeline = warehouse_pipeline(f"{name}_checks", dataset=dataset)
-        # DuckDB: a check op runs in a process of its own and must take its turn on the file.
+        # DuckDB: another run (a process of its own) may be writing the file: take turns.
         with warehouse_lock(context.log), pipeline.sql_client() as sql:
             for key, check in by_key.items():
                 if key not in selected:

@@ -1,5 +1,5 @@
 """Every data check of this code location: the standard checks of each table plus the per-API ones
-(`audience/checks.py`, `feedback/checks.py`), one check op per load op, and freshness."""
+(`audience/checks.py`, `feedback/checks.py`), one check op per asset, and freshness."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def checks_of(api: _Api, resource: str) -> list[Check]:
 
 
 def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
-    """One check op per load op (`<op>_checks`), holding the data checks of every asset it loads.
+    """One check op per asset (`<api>_<resource>_checks`), holding the data checks of its table.
+
+    Per asset, not per load op: when one endpoint of an op fails, the checks of the others still run.
 
     Args:
         assets: The code location's load ops (`build_api_assets`), each materializing tables of one API.
@@ -74,10 +76,10 @@ def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDef
     apis = {a.name: _Api(a.name, endpoints(a.spec_config()), PER_API[a.name]) for a in APIS}
     result = []
     for assets_def in assets:
-        keys = sorted(assets_def.keys, key=lambda k: k.to_user_string())
-        api = apis[keys[0].path[0]]
-        checks = {key: checks_of(api, key.path[-1]) for key in keys}
-        result.append(build_load_checks(assets_def.node_def.name, dataset=api.name, checks=checks))
+        for key in sorted(assets_def.keys, key=lambda k: k.to_user_string()):
+            api = apis[key.path[0]]
+            checks = {key: checks_of(api, key.path[-1])}
+            result.append(build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks))
     return result
 
 

@@ -7,10 +7,12 @@ Every record has an `id` key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dlt
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
-from dlt.sources.rest_api.typing import EndpointResource
+from dlt.sources.rest_api.typing import Endpoint, EndpointResource
 
 from analytics_assets.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.sweep import ServedKeys
@@ -19,6 +21,17 @@ from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 API_KEY_HEADER = "X-API-Key"
 RATE_LIMIT_PER_MINUTE = 100.0
 """The API's published limit per key; past it, 429 without `Retry-After`."""
+CURRENT_GENERATION_PATHS = {
+    "identified_peoples": "/v1/management/contacts",
+    "attribute_classes": "/v1/management/contact-attribute-keys",
+}
+"""Where a server of the current generation serves what the seed reads from paths it no longer has.
+
+The platform behind the API reworked people into "contacts" (December 2024): `/v1/management/people`
+and `/v1/management/attribute-classes` answer an HTML 404 page there, and these paths serve the same
+records in the same `{"data": [...]}` envelope (contact ids are the former people ids). Both are
+Enterprise features: without a licence they answer 403.
+"""
 RESPONSES_LOOKBACK_HOURS = 72
 """How far behind the newest response already loaded a nightly sync re-reads responses, to catch
 updates (a response finished the next day). Updates older than this wait for the reconciliation."""
@@ -30,6 +43,7 @@ def feedback_config(
     api_key_header: str = API_KEY_HEADER,
     full_scan: bool = False,
     responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS,
+    paths: Mapping[str, str] | None = None,
 ) -> RESTAPIConfig:
     """The `rest_api` configuration of the feedback API.
 
@@ -44,7 +58,9 @@ def feedback_config(
         api_key_header: The header name of the key.
         full_scan: Read every response, ignoring the cursor (the periodic reconciliation).
         responses_lookback_hours: The look-back window of a nightly sync of responses.
+        paths: Paths to read instead of the seed's, by resource (e.g. `CURRENT_GENERATION_PATHS`).
     """
+    paths = paths or {}
     # row_order="desc" makes dlt stop paging at the first response older than the cursor minus the lag.
     responses_window: dict = (
         {}
@@ -59,7 +75,12 @@ def feedback_config(
     )
 
     def single_page(name: str, path: str) -> EndpointResource:
-        return {"name": name, "endpoint": {"path": path, "data_selector": "data", "paginator": "single_page"}}
+        endpoint: Endpoint = {
+            "path": paths.get(name, path),
+            "data_selector": "data",
+            "paginator": "single_page",
+        }
+        return {"name": name, "endpoint": endpoint}
 
     return {
         "client": {
@@ -113,6 +134,7 @@ def feedback(
     allow_insecure_http: bool = False,
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
+    paths: Mapping[str, str] | None = None,
 ) -> list[DltResource]:
     """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`;
     every other argument is a setting too (`SOURCES__FEEDBACK__<ARGUMENT>`).
@@ -127,6 +149,8 @@ def feedback(
         allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
         served_keys: Records the keys served, for sweeping deletions after the load.
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
+        paths: Paths to read instead of the seed's, by resource (the loader passes
+            `CURRENT_GENERATION_PATHS` where the seed's paths are gone).
     """
     transport = Transport(
         RetryPolicy(backoff_factor=retry_backoff_factor, timeout=request_timeout),
@@ -134,5 +158,5 @@ def feedback(
         rate_window_seconds,
         request_stats or RequestStats("feedback"),
     )
-    config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours)
+    config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours, paths)
     return assemble("feedback", config, transport, served_keys, allow_insecure_http)

@@ -1,0 +1,77 @@
+"""Loading each endpoint of an API on its own: one failing endpoint never holds back the others.
+
+Every endpoint has a dlt pipeline of its own (`<api>_<resource>`), so its cursor, schema and load
+package are its own: a failed endpoint commits nothing, and its table and cursor stay as they were.
+All endpoints of an op are read side by side (a thread each, sharing the source's session, retry rule
+and pacing); then each endpoint that was read whole is normalized and loaded, one after another, as the
+embedded warehouse takes one writer at a time.
+
+Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import dlt
+from dlt.common.pipeline import LoadInfo
+
+
+@dataclass
+class EndpointLoad:
+    """One endpoint's load within a run: its pipeline, the path that served it, and how it ended."""
+
+    resource: str
+    pipeline: dlt.Pipeline
+    path: str
+    """The API path read (a successor path where the server no longer has the seed's)."""
+    info: LoadInfo | None = None
+    error: BaseException | None = None
+    unavailable: str | None = None
+    """Why the API's plan does not offer this endpoint: not a failure, and nothing changed."""
+
+
+def fresh_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
+    """The pipeline with its local state dropped and restored from the warehouse.
+
+    Local state can only be stale (another machine loaded since) or hold a failed run's package; the
+    warehouse holds the truth (dagster-dlt's own runs assume the same).
+    """
+    pipeline.drop()
+    pipeline.sync_destination()
+    return pipeline
+
+
+def load_side_by_side(
+    loads: Sequence[EndpointLoad],
+    read: Callable[[EndpointLoad], None],
+    write: Callable[[EndpointLoad], LoadInfo],
+) -> None:
+    """Read every endpoint at once, then write those read whole, one at a time; record each outcome.
+
+    Args:
+        loads: The endpoints of this op.
+        read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
+            or sets `unavailable`.
+        write: Normalizes and loads one extracted endpoint.
+    """
+
+    def _read(load: EndpointLoad) -> None:
+        load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
+        try:
+            read(load)
+        except Exception as error:  # kept for the report; the other endpoints go on
+            load.error = error
+
+    with ThreadPoolExecutor(max_workers=max(len(loads), 1), thread_name_prefix="endpoint") as pool:
+        list(pool.map(_read, loads))
+    for load in loads:
+        if load.error is None and load.unavailable is None:
+            try:
+                load.info = write(load)
+                continue
+            except Exception as error:
+                load.error = error
+        load.pipeline.drop_pending_packages()  # a half-read list is never loaded later
