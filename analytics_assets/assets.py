@@ -337,16 +337,17 @@ def _build_load_assets(
                     context.log.warning(endpoint.unavailable)
                 yield MaterializeResult(asset_key=AssetKey([api.name, endpoint.resource]), metadata=metadata)
         if failures:
-            loaded = len(loads) - len(failures)
+            failed = [f"{api.name}/{e.resource}" for e in loads if e.error is not None]
             raise Failure(
+                # The first line names the failed assets: alerts quote it.
                 description=(
-                    f"{api.name} API: {len(failures)} of {len(loads)} endpoints failed ({loaded} loaded and"
-                    " committed; the failed ones keep their tables and cursors as they were):\n- "
-                    + "\n- ".join(failures)
+                    f"{api.name} API: {', '.join(failed)} failed; the other {len(loads) - len(failed)}"
+                    f" endpoint(s) of this op loaded and committed. A failed endpoint keeps its table and"
+                    f" cursor as they were.\n- " + "\n- ".join(failures)
                 ),
                 metadata={
                     "api": api.name,
-                    "failed_assets": [f"{api.name}/{e.resource}" for e in loads if e.error is not None],
+                    "failed_assets": failed,
                     "requests": sum(run.stats.requests.values()),
                     "retries": sum(run.stats.retries.values()),
                 },

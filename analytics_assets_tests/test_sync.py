@@ -26,6 +26,8 @@ KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "feedback.responses": (("id",), ("id",)),
     "feedback.webhooks": (("id",), ("id",)),
 }
+PEOPLE = "/audience/v1/people/all"
+RESPONSES = "/feedback/v1/management/responses"
 MANY_RESPONSES = replace(SMALL, responses=2000)
 
 
@@ -123,25 +125,29 @@ def test_state_lost_locally_changes_nothing(configured: Sandbox, warehouse: Ware
     assert_warehouse_equals_api(warehouse, configured)
 
 
-def test_a_failed_run_advances_no_cursor(
+def test_a_failed_endpoint_advances_no_cursor(
     configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Without a look-back window, a cursor that advanced in the failed run would skip these responses.
     monkeypatch.setenv("SOURCES__FEEDBACK__RESPONSES_LOOKBACK_HOURS", "0")
     assert materialize().success
     new_responses = set(configured.data.add_responses(5))
-    updated_people = set(configured.data.update_people(4))
-    # Both loads fail after their cursor resources were read: webhooks and segments answer 404.
-    configured.inject_fault("/feedback/v1/webhooks", "status", status=404)
-    configured.inject_fault("/audience/v1/segments", "status", status=404)
-    failed = materialize(raise_on_error=False)
+    updated = set(configured.data.update_people(4))
+    # Both cursor resources fail after their first pages were read: the last page of people answers 404,
+    # and so does the second page of every response list (a full scan reads them all).
+    configured.inject_fault(PEOPLE, "status", status=404, query={"offset": "200"})
+    configured.inject_fault(RESPONSES, "status", status=404, query={"skip": "100"})
+    full_scan = {"ops": {"feedback": {"config": {"full_scan": True}}}}
+    failed = materialize(raise_on_error=False, run_config=full_scan)
     assert not failed.success
     assert not new_responses & {r[0] for r in warehouse.query("select id from feedback.responses")}
+    names = {r["id"]: r["lastName"] for r in configured.data.records("peoples") if r["id"] in updated}
+    loaded = dict(warehouse.query("select id, last_name from audience.peoples"))
+    assert all(loaded[i] != names[i] for i in updated), "the failed endpoint wrote none of its changes"
 
-    assert materialize().success
+    assert materialize().success  # a nightly run: the cursors are where the last good run left them
     assert new_responses <= {r[0] for r in warehouse.query("select id from feedback.responses")}
-    assert_warehouse_equals_api(warehouse, configured)
-    assert updated_people  # their new last names are compared above
+    assert_warehouse_equals_api(warehouse, configured)  # the updated people's new last names included
 
 
 def test_an_old_response_updated_waits_for_the_reconciliation(

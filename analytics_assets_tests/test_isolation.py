@@ -1,0 +1,167 @@
+"""One endpoint's failure is its own: through the real `dagster` CLI and one DAGSTER_HOME, as production runs.
+
+Each test changes the data at the source, breaks one endpoint, runs every asset, and asserts that every
+other table equals the API, the broken one is unchanged, the run failed naming it, and the next clean
+run is exact.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+from analytics_assets.sandbox import Sandbox
+from analytics_assets_tests.conftest import Warehouse
+from analytics_assets_tests.test_sync import (
+    KEYS,
+    assert_warehouse_equals_api,
+    assert_warehouse_equals_api_table,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ALL_TABLES = {
+    "audience": ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"),
+    "feedback": (
+        "surveys",
+        "action_classes",
+        "attribute_classes",
+        "identified_peoples",
+        "responses",
+        "webhooks",
+    ),
+}
+
+
+class Cli:
+    """`dagster asset materialize` of every asset, always against the same instance (DAGSTER_HOME)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        home.mkdir()
+        (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+
+    def materialize(self, select: str = "*") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dagster", "asset", "materialize", "--select", select]
+        env = {**os.environ, "DAGSTER_HOME": str(self.home)}
+        return subprocess.run(
+            [*command, "-m", "analytics_assets.definitions"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def last_run_events(self, kind: DagsterEventType) -> set[str]:
+        """The asset keys of the newest run's events of one kind, as `api/resource`."""
+        with DagsterInstance.from_config(str(self.home)) as instance:
+            run = instance.get_run_records(limit=1)[0].dagster_run
+            records = instance.get_records_for_run(run.run_id, of_type=kind, limit=10_000).records
+        keys = {r.event_log_entry.dagster_event.asset_key for r in records if r.event_log_entry.dagster_event}
+        return {k.to_user_string() for k in keys if isinstance(k, AssetKey)}
+
+
+@pytest.fixture
+def cli(configured: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for api in ("AUDIENCE", "FEEDBACK"):
+        monkeypatch.setenv(f"SOURCES__{api}__RETRY_BACKOFF_FACTOR", "0.05")
+    return Cli(tmp_path / "dagster_home")
+
+
+def change_everything(sandbox: Sandbox) -> None:
+    """A day of changes at the source, on every kind of resource."""
+    sandbox.data.update_people(7)
+    sandbox.data.delete_people(3)
+    sandbox.data.add_people(4)
+    segment = sandbox.data.add_segment()
+    sandbox.data.add_memberships(segment, 5)
+    sandbox.data.add_record("fields")
+    sandbox.data.add_record("surveys")
+    sandbox.data.add_record("webhooks")
+    sandbox.data.add_responses(3)
+
+
+def table_rows(warehouse: Warehouse, table: str) -> list[str]:
+    """Every row and column of a table (dlt's load ids included: a rewrite would show)."""
+    return sorted(repr(row) for row in warehouse.query(f"select * from {table}"))
+
+
+def run_with_a_broken_endpoint(
+    cli: Cli, sandbox: Sandbox, warehouse: Warehouse, broken: str, path: str, **fault: object
+) -> str:
+    """First sync, changes, a run with `broken` failing, then asserts; returns the failed run's output."""
+    first = cli.materialize()
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = table_rows(warehouse, broken)
+    change_everything(sandbox)
+    sandbox.inject_fault(path, times=1000, **fault)  # type: ignore[arg-type]
+
+    failed = cli.materialize()
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    sandbox.clear_faults()
+    api, resource = broken.split(".")
+    assert f"{api}/{resource} failed" in output
+    assert table_rows(warehouse, broken) == before, "the failed endpoint's table is untouched"
+    for table in KEYS:
+        if table != broken:
+            assert_warehouse_equals_api_table(warehouse, sandbox, table)
+    memberships = {(str(s), str(p)) for s, p in sandbox.data.memberships()}
+    loaded = warehouse.query("select segment_id, id from audience.segment_people")
+    assert {(str(s), str(p)) for s, p in loaded} == memberships, "members of every segment, the new one too"
+    # In the UI: the failed asset failed, every other one materialized, in the same run.
+    materialized = cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION)
+    assert materialized == {f"{a}/{r}" for a, rs in ALL_TABLES.items() for r in rs} - {f"{api}/{resource}"}
+    assert f"{api}/{resource}" in cli.last_run_events(DagsterEventType.ASSET_FAILED_TO_MATERIALIZE)
+
+    again = cli.materialize()
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_warehouse_equals_api(warehouse, sandbox)
+    return output
+
+
+def test_an_audience_endpoint_failing_500_holds_back_no_other(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    output = run_with_a_broken_endpoint(
+        cli, configured, warehouse, "audience.fields", "/audience/v1/fields", kind="status", status=500
+    )
+    assert "GET /audience/v1/fields" in output and "500" in output and "on all 4 attempts" in output
+    assert (
+        len(configured.requests(path="/audience/v1/fields")) == 4 + 1
+    )  # the failed run's 4, the next run's 1
+
+
+def test_a_feedback_endpoint_failing_holds_back_no_other(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    output = run_with_a_broken_endpoint(
+        cli,
+        configured,
+        warehouse,
+        "feedback.surveys",
+        "/feedback/v1/management/surveys",
+        kind="status",
+        status=503,
+    )
+    assert "GET /feedback/v1/management/surveys" in output and "503" in output
+
+
+def test_a_malformed_people_page_holds_back_no_other(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    output = run_with_a_broken_endpoint(
+        cli,
+        configured,
+        warehouse,
+        "audience.peoples",
+        "/audience/v1/people/all",
+        kind="malformed_json",
+        query={"offset": "100"},
+    )
+    assert "malformed JSON on GET /audience/v1/people/all?" in output and "offset=100" in output
