@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +147,22 @@ def test_get_names_missing_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         probe.MissingSettingError, match="SOURCES__FEEDBACK__BASE_URL and SOURCES__FEEDBACK__API_KEY"
     ):
         probe.get(FEEDBACK, "/v1/webhooks")
+
+
+def test_get_reads_dlt_toml_files(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Settings in `.dlt/config.toml` and `.dlt/secrets.toml` of the working folder, as for a load."""
+    settings = tmp_path / ".dlt"
+    settings.mkdir()
+    (settings / "config.toml").write_text(
+        f'[sources.feedback]\nbase_url = "{sandbox.feedback_base_url}"\nrequest_timeout = 7\n'
+    )
+    (settings / "secrets.toml").write_text(f'[sources.feedback]\napi_key = "{sandbox.feedback_key}"\n')
+    code = (
+        "from analytics_assets import probe; s = probe.ApiSettings.resolve(probe.api_named('feedback'));"
+        " print(s.request_timeout, probe.get('feedback', '/v1/webhooks').status_code)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["7.0", "200"], done.stderr[-2000:]
+    [seen] = sandbox.requests()
+    assert seen["path"] == "/feedback/v1/webhooks" and seen["headers"]["x-api-key"] == sandbox.feedback_key

@@ -19,6 +19,13 @@ from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 API_KEY_HEADER = "X-API-Key"
 RATE_LIMIT_PER_MINUTE = 100.0
 """The API's published limit per key; past it, 429 without `Retry-After`."""
+CURRENT_GENERATION_PATHS = {
+    "identified_peoples": "/v1/management/contacts",
+    "attribute_classes": "/v1/management/contact-attribute-keys",
+}
+"""Where current servers serve two of the seed's resources (api-notes, "The feedback API today"): the
+seed's `/v1/management/people` and `/v1/management/attribute-classes` answer an HTML 404 page there, and
+these successors answer `{"data": [...]}`, or 403 without an Enterprise licence."""
 RESPONSES_LOOKBACK_HOURS = 72
 """How far behind the newest response already loaded a nightly sync re-reads responses, to catch
 updates (a response finished the next day). Updates older than this wait for the reconciliation."""
