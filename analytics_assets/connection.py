@@ -84,7 +84,6 @@ class _Target:
     path: str
     data_selector: str
     limit_param: str | None
-    parent: str | None
 
 
 def _targets(api: Api) -> list[_Target]:
@@ -101,7 +100,6 @@ def _targets(api: Api) -> list[_Target]:
                 path=endpoint.path,
                 data_selector=str(spec.get("data_selector", "$")),
                 limit_param=paginator.limit_param if isinstance(paginator, OffsetPaginator) else None,
-                parent=endpoint.parent,
             )
         )
     return targets
