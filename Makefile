@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo dev test lint format bench clean
+.PHONY: install demo dev check-connection test lint format bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -28,6 +28,11 @@ demo: install
 ## dev: the Dagster UI on http://localhost:3000 against the sandbox
 dev: install
 	$(VENV_BIN)/python -m analytics_assets.sandbox.demo --dev
+
+## check-connection: one small request to every endpoint of both APIs with the configured settings (nothing is
+## loaded); prints a table per endpoint and fails naming the settings to fix (the job check_connection in the UI)
+check-connection: install
+	$(VENV_BIN)/dagster job execute -m analytics_assets.definitions -j check_connection
 
 ## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured)
 test: install

@@ -9,6 +9,7 @@ from analytics_assets.assets import build_api_assets
 from analytics_assets.audience.automation import segment_members_sensor
 from analytics_assets.checks.freshness import build_freshness_sensor
 from analytics_assets.checks.suite import build_asset_checks
+from analytics_assets.connection import check_connection_job
 from analytics_assets.feedback.sensors import new_feedback_sensor
 from analytics_assets.schedules import build_jobs, build_schedules
 
@@ -19,7 +20,7 @@ asset_checks = build_asset_checks(assets)
 defs = Definitions(
     assets=assets,
     asset_checks=asset_checks,
-    jobs=jobs,
+    jobs=[*jobs, check_connection_job],
     schedules=build_schedules(jobs),
     sensors=[
         new_feedback_sensor,

@@ -13,8 +13,8 @@ from dagster import (
     sensor,
 )
 
-from analytics_assets.feedback.source import API_KEY_HEADER
-from analytics_assets.settings import source_setting
+from analytics_assets import probe
+from analytics_assets.apis import FEEDBACK
 
 RESPONSES = AssetKey(["feedback", "responses"])
 MINIMUM_INTERVAL_SECONDS = 300
@@ -22,18 +22,12 @@ MINIMUM_INTERVAL_SECONDS = 300
 
 
 def newest_response_fingerprint() -> str | None:
-    """`<id>@<updatedAt>` of the newest response, from one request (`limit=1`); None if there is none."""
-    base_url = source_setting("feedback", "base_url")
-    api_key = source_setting("feedback", "api_key")
-    header = source_setting("feedback", "api_key_header") or API_KEY_HEADER
-    if not base_url or not api_key:
-        raise LookupError("set SOURCES__FEEDBACK__BASE_URL and SOURCES__FEEDBACK__API_KEY")
-    response = requests.get(
-        f"{base_url.rstrip('/')}/v1/management/responses",
-        params={"limit": 1, "skip": 0},
-        headers={header: api_key},
-        timeout=30,
-    )
+    """`<id>@<updatedAt>` of the newest response, from one request (`limit=1`); None if there is none.
+
+    The request goes through the loads' transport (`probe`): a plain-http base URL to another host is
+    refused before anything is sent, and 429/5xx answers are retried by the seeds' rule.
+    """
+    response = probe.get(FEEDBACK, "/v1/management/responses", {"limit": 1, "skip": 0})
     if response.status_code != 200:
         raise LookupError(f"GET /v1/management/responses answered {response.status_code}")
     newest = response.json().get("data") or []

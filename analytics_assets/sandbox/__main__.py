@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .config import SandboxConfig
+from .config import FEEDBACK_GENERATIONS, SandboxConfig
 from .sandbox import Sandbox
 
 
@@ -34,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--members-per-segment", type=int, default=defaults.members_per_segment)
     parser.add_argument("--surveys", type=int, default=defaults.surveys)
     parser.add_argument("--responses", type=int, default=defaults.responses)
+    parser.add_argument(
+        "--feedback-generation",
+        choices=FEEDBACK_GENERATIONS,
+        default=defaults.feedback_generation,
+        help="serve the feedback API as the seed describes it or as current servers do (contacts)",
+    )
+    parser.add_argument(
+        "--unlicensed",
+        action="store_true",
+        help="current generation: the contacts endpoints answer 403 (no Enterprise licence)",
+    )
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="SECONDS", help="delay of every API request"
     )
@@ -58,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             members_per_segment=args.members_per_segment,
             surveys=args.surveys,
             responses=args.responses,
+            feedback_generation=args.feedback_generation,
+            feedback_licensed=not args.unlicensed,
         )
         sandbox = Sandbox(config, host=args.host, port=args.port)
         sandbox.set_latency(args.latency)

@@ -248,6 +248,13 @@ class SandboxClient:
         """Rolling-window rate limit on one API (None lifts it)."""
         self._control.call("set_rate_limit", api=api, requests=requests, window_seconds=window_seconds)
 
+    def set_feedback_generation(self, generation: str, licensed: bool | None = None) -> dict[str, Any]:
+        """Serve the feedback API's `seed` or `current` generation (see `Sandbox.set_feedback_generation`)."""
+        result: dict[str, Any] = self._control.call(
+            "set_feedback_generation", generation=generation, licensed=licensed
+        )
+        return result
+
     def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """Logged API requests, oldest first."""
         return list(self._control.call("requests", api=api, path=path))

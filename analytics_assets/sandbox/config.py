@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+# Generations of the feedback API a sandbox can serve (see `Sandbox.set_feedback_generation`).
+FEEDBACK_GENERATIONS = ("seed", "current")
+
 # One person every 2 ms at least keeps createdAt strictly increasing over the base time span.
 MAX_PEOPLE = 10_000_000
 
@@ -37,6 +40,12 @@ class SandboxConfig:
         feedback_key: The key the feedback API accepts in its `X-API-Key` header.
         request_log_size: How many requests the log keeps (older ones are dropped; the counters of
             `stats()` keep counting).
+        feedback_generation: Which generation of the feedback API is served at start: `seed` (the
+            seed's `/v1/management/people` and `/attribute-classes`) or `current` (those two answer
+            an HTML 404 page; `/v1/management/contacts` and `/contact-attribute-keys` serve the
+            same records in their new shapes). Changeable at run time.
+        feedback_licensed: On the current generation, whether the server has the Enterprise licence
+            the contacts endpoints need (without it they answer 403). Changeable at run time.
     """
 
     seed: int = 42
@@ -56,6 +65,8 @@ class SandboxConfig:
     audience_key: str = "sandbox-audience-key"
     feedback_key: str = "sandbox-feedback-key"
     request_log_size: int = 100_000
+    feedback_generation: str = "seed"
+    feedback_licensed: bool = True
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -68,6 +79,15 @@ class SandboxConfig:
             raise ValueError(f"SandboxConfig.responses must be at most {MAX_PEOPLE}")
         if self.responses and not self.surveys:
             raise ValueError("SandboxConfig.responses needs at least one survey")
+        if self.feedback_generation not in FEEDBACK_GENERATIONS:
+            raise ValueError(
+                f"SandboxConfig.feedback_generation must be one of {FEEDBACK_GENERATIONS}, "
+                f"got {self.feedback_generation!r}"
+            )
+        if not isinstance(self.feedback_licensed, bool):
+            raise ValueError(
+                f"SandboxConfig.feedback_licensed must be a bool, got {self.feedback_licensed!r}"
+            )
         if self.accounts < 1:
             raise ValueError("SandboxConfig.accounts must be at least 1 (segments belong to an account)")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -16,11 +16,13 @@ import orjson
 from .clock import MonotonicClock
 from .config import SandboxConfig
 from .generate import FIRST_SEGMENT_ID, GENERATED_UNTIL_MS, KEY_FIELDS, SMALL_RESOURCES, Generator, Record
+from .generations import PROJECTIONS, VIEWS
 from .ids import mix64
 from .sequences import Head, IndexSequence, ListSequence, Reversed
 from .tables import BigTable, Membership
 
-RESOURCES = tuple(KEY_FIELDS)
+RESOURCES = tuple(KEY_FIELDS) + tuple(VIEWS)
+Projection = Callable[[Record], Record]
 IdsOrCount = int | Sequence[Any]
 # `update_responses(n, recent=True)` draws from the newest responses: the first page of the API.
 RECENT_RESPONSES = 100
@@ -41,6 +43,10 @@ def _keys(ids_or_count: IdsOrCount) -> list[Any]:
     return [ids_or_count] if isinstance(ids_or_count, str) else list(ids_or_count)
 
 
+def _same(record: Record) -> Record:
+    return record
+
+
 def _copy(record: Any) -> Any:
     """A deep copy of JSON data (callers must not be able to change the served records)."""
     return orjson.loads(orjson.dumps(record))
@@ -51,7 +57,9 @@ class Dataset:
 
     Resource names are the dlt resource names (see `RESOURCES`). Keys are the natural key of each
     resource: `id` (numbers for segments), `name` for schemas and fields, `accountId` for accounts,
-    `tag` for account tags.
+    `tag` for account tags. `contacts` and `contact_attribute_keys` (the current feedback servers'
+    endpoints) are views of `identified_peoples` and `attribute_classes`: the same records (same ids)
+    in the new shapes; a change through either name shows in both (see `generations`).
 
     Args:
         config: Sizes and seed of the generated data.
@@ -96,9 +104,16 @@ class Dataset:
         return random.Random(mix64(self.config.seed ^ (self._ops << 24))), self._ops
 
     @staticmethod
-    def _check(resource: str) -> None:
-        if resource not in KEY_FIELDS:
+    def _check(resource: str) -> str:
+        """The resource holding the records of `resource` (itself, or the base of a view)."""
+        if resource not in KEY_FIELDS and resource not in VIEWS:
             raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(RESOURCES)}")
+        return VIEWS.get(resource, resource)
+
+    @staticmethod
+    def _view(resource: str) -> Projection:
+        """How records of `resource` are shown (the identity for a resource that is not a view)."""
+        return PROJECTIONS.get(resource, _same)
 
     def _table(self, resource: str) -> BigTable:
         return self._responses if resource == "responses" else self._people
@@ -181,11 +196,12 @@ class Dataset:
 
         The returned records are shared with the dataset: serialise them, don't change them.
         """
-        self._check(resource)
+        view, resource = self._view(resource), self._check(resource)
         stop = None if limit is None else offset + limit
         with self._lock:
             if resource in SMALL_RESOURCES:
-                return self._served_small(resource)[offset:stop]
+                items = self._served_small(resource)[offset:stop]
+                return items if view is _same else [view(r) for r in items]
             if resource == "segment_people":
                 seq = self._members(segment_id) if segment_id is not None else None
                 if seq is None:
@@ -209,11 +225,11 @@ class Dataset:
             resource: A dlt resource name.
             limit: Stop after this many items.
         """
-        self._check(resource)
+        view, resource = self._view(resource), self._check(resource)
         parts: list[tuple[int | None, IndexSequence | None]]
         with self._lock:  # the order is taken now; the records are read as the iteration goes
             if resource in SMALL_RESOURCES:
-                items = [_copy(r) for r in self._served_small(resource)]
+                items = [view(_copy(r)) for r in self._served_small(resource)]
                 return iter(items if limit is None else items[:limit])
             if resource == "segment_people":
                 parts = [(sid, self._members(sid)) for sid in self._listed_segment_ids()]
@@ -243,7 +259,7 @@ class Dataset:
 
     def count(self, resource: str) -> int:
         """How many records the API serves now (segment_people: over the listed segments)."""
-        self._check(resource)
+        resource = self._check(resource)
         with self._lock:
             if resource in SMALL_RESOURCES:
                 return len(self._served_small(resource))
@@ -253,11 +269,11 @@ class Dataset:
 
     def record(self, resource: str, key: Any) -> Record | None:
         """The served record with this key (a copy), or None."""
-        self._check(resource)
+        view, resource = self._view(resource), self._check(resource)
         with self._lock:
             if resource in SMALL_RESOURCES:
                 try:
-                    return _copy(self._small[resource][self._find_small(resource, key)])
+                    return view(_copy(self._small[resource][self._find_small(resource, key)]))
                 except KeyError:
                     return None
             table = self._table(resource)
@@ -466,7 +482,7 @@ class Dataset:
         Returns:
             The new record.
         """
-        self._check(resource)
+        view, resource = self._view(resource), self._check(resource)
         set_fields, remove_fields = dict(set_fields or {}), list(remove_fields or [])
         with self._lock:
             if resource in SMALL_RESOURCES:
@@ -488,7 +504,7 @@ class Dataset:
                 if table is self._people:
                     table.touch(i)
             self._changed()
-            return _copy(new)
+            return view(_copy(new))
 
     def _patched(self, old: Record, set_fields: dict[str, Any], remove_fields: list[str]) -> Record:
         new = {**old, **set_fields}
@@ -504,7 +520,7 @@ class Dataset:
         People go last (newest createdAt), responses first (newest); small resources at the end.
         A raw segment has no members. Returns the record's key value (None when it has none).
         """
-        self._check(resource)
+        resource = self._check(resource)
         if resource == "segment_people":
             raise ValueError("add a person to 'peoples', then put it in a segment with add_memberships")
         record = _copy(record)
@@ -518,7 +534,7 @@ class Dataset:
 
     def add_record(self, resource: str) -> Any:
         """Add one generated record (newest); returns its key."""
-        self._check(resource)
+        resource = self._check(resource)
         if resource == "peoples":
             return self.add_people(1)[0]
         if resource == "responses":
@@ -537,7 +553,7 @@ class Dataset:
 
     def update_record(self, resource: str, key: Any) -> Record:
         """Change one record the way the real API would (and bump updatedAt); returns it."""
-        self._check(resource)
+        view, resource = self._view(resource), self._check(resource)
         if resource in ("peoples", "segment_people"):
             self.update_people([key])
             return self.record("peoples", key) or {}
@@ -553,11 +569,11 @@ class Dataset:
                 new["updatedAt"] = self._clock.next_iso()
             self._small[resource][position] = new
             self._changed()
-            return _copy(new)
+            return view(_copy(new))
 
     def delete_record(self, resource: str, key: Any) -> None:
         """Delete one record (segments: like `delete_segment`)."""
-        self._check(resource)
+        resource = self._check(resource)
         if resource in ("peoples", "segment_people"):
             self.delete_people([key])
             return
@@ -579,7 +595,7 @@ class Dataset:
 
         The endpoint says nothing about it: a silently truncated result. `keep=None` undoes it.
         """
-        self._check(resource)
+        resource = self._check(resource)
         with self._lock:
             if resource in SMALL_RESOURCES:
                 self._small_keep[resource] = keep

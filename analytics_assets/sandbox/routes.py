@@ -54,6 +54,9 @@ FEEDBACK_ENDPOINTS = {
         ("/v1/management/people", "identified_peoples"),
         ("/v1/management/responses", "responses"),
         ("/v1/webhooks", "webhooks"),
+        # The current servers' successors of `people` and `attribute-classes` (see `generations`).
+        ("/v1/management/contacts", "contacts"),
+        ("/v1/management/contact-attribute-keys", "contact_attribute_keys"),
     )
 }
 OFFSET_PARAM = {"audience": "offset", "feedback": "skip"}

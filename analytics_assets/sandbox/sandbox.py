@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from .config import SandboxConfig
+from .config import FEEDBACK_GENERATIONS, SandboxConfig
 from .dataset import Dataset
 from .faults import Fault, FaultBook, RateLimiter
 from .requestlog import RequestLog
@@ -55,6 +55,8 @@ class Sandbox:
         self.rate_limiter = RateLimiter()
         self.log = RequestLog(self.config.request_log_size)
         self.latency = 0.0
+        self.feedback_generation = self.config.feedback_generation
+        self.feedback_licensed = self.config.feedback_licensed
         # Set on stop: wakes requests sleeping on injected latency.
         self.stopping = threading.Event()
         self._server: SandboxHTTPServer | None = None
@@ -147,6 +149,8 @@ class Sandbox:
             "config": self.config.to_dict(),
             "latency": self.latency,
             "rate_limits": self.rate_limiter.limits(),
+            "feedback_generation": self.feedback_generation,
+            "feedback_licensed": self.feedback_licensed,
         }
 
     # -- faults, latency, rate limits ------------------------------------------------------------
@@ -201,6 +205,29 @@ class Sandbox:
         """Allow `requests` per rolling `window_seconds` on `api`, answering 429 past it; None: no limit."""
         self.rate_limiter.set(api, requests, window_seconds)
 
+    def set_feedback_generation(self, generation: str, licensed: bool | None = None) -> dict[str, Any]:
+        """Serve the feedback API as the seed describes it, or as current servers do.
+
+        Args:
+            generation: `seed`: `/v1/management/people` and `/attribute-classes` serve data (the
+                contacts paths answer the API's JSON 404). `current`: those two answer the web
+                framework's HTML 404 page, and `/v1/management/contacts` and
+                `/v1/management/contact-attribute-keys` serve the same records in their new shapes.
+            licensed: On `current`, whether those two are licensed (without the Enterprise licence
+                they answer 403 `forbidden`); None keeps the current setting.
+
+        Returns:
+            `{"feedback_generation", "feedback_licensed"}` now in force.
+        """
+        if generation not in FEEDBACK_GENERATIONS:
+            raise ValueError(f"generation must be one of {FEEDBACK_GENERATIONS}, got {generation!r}")
+        if licensed is not None and not isinstance(licensed, bool):
+            raise ValueError(f"licensed must be a bool, got {licensed!r}")
+        self.feedback_generation = generation
+        if licensed is not None:
+            self.feedback_licensed = licensed
+        return {"feedback_generation": self.feedback_generation, "feedback_licensed": self.feedback_licensed}
+
     # -- request log -----------------------------------------------------------------------------
 
     def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
@@ -221,8 +248,10 @@ class Sandbox:
         return self.log.stats()
 
     def reset(self) -> None:
-        """Pristine data, no faults, latency or rate limits, an empty request log."""
+        """Pristine data, no faults, latency or rate limits, an empty request log, and the feedback
+        generation of the config."""
         self.data.reset()
+        self.set_feedback_generation(self.config.feedback_generation, self.config.feedback_licensed)
         self.faults.clear()
         self.rate_limiter.clear()
         self.latency = 0.0

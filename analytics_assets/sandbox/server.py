@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import control, routes
+from . import control, generations, routes
 from .faults import HTML, JSON, error_response, html_page
 from .requestlog import parse_query
 
@@ -267,4 +267,10 @@ class Handler(BaseHTTPRequestHandler):
         endpoint, segment_id = routes.resolve(api, path)
         if endpoint is None:
             return (404, *error_response(api, 404))
+        if api == "feedback":
+            instead = generations.gate(
+                endpoint.resource, sandbox.feedback_generation, sandbox.feedback_licensed
+            )
+            if instead is not None:
+                return instead
         return routes.serve(sandbox.data, api, endpoint, segment_id, query)

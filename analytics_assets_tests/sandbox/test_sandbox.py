@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import random
@@ -706,7 +707,20 @@ def test_control_routes_dispatch_to_the_same_methods(sb: Sandbox) -> None:
 
 def test_command_line_and_remote_client() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "analytics_assets.sandbox", "--port", "0", "--people", "300", "--seed", "7"],
+        [
+            *(
+                sys.executable,
+                "-m",
+                "analytics_assets.sandbox",
+                "--port",
+                "0",
+                "--people",
+                "300",
+                "--seed",
+                "7",
+            ),
+            *("--feedback-generation", "current", "--unlicensed"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -718,6 +732,10 @@ def test_command_line_and_remote_client() -> None:
         assert exports["SOURCES__AUDIENCE__BASE_URL"] == url + "/audience/v1"
         client = SandboxClient(url)
         assert client.health() and client.info()["config"]["people"] == 300
+        assert (client.info()["feedback_generation"], client.info()["feedback_licensed"]) == (
+            "current",
+            False,
+        )
         added = client.data.add_people(2)
         parts = urlsplit(url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
@@ -837,3 +855,106 @@ def test_stop_closes_keep_alive_connections() -> None:
         connection.request("GET", PEOPLE, headers={"api_key": sandbox.audience_key})
         connection.getresponse().read()
     assert not sandbox.running
+
+
+# -- feedback API generations ------------------------------------------------------------------
+
+FEEDBACK = "/feedback/v1/management"
+CONTACT_FIELDS = ["id", "createdAt", "updatedAt", "workspaceId"]
+ATTRIBUTE_KEY_FIELDS = [
+    "id",
+    "createdAt",
+    "updatedAt",
+    "isUnique",
+    "key",
+    "name",
+    "description",
+    "type",
+    "dataType",
+    "workspaceId",
+]
+UNLICENSED = {
+    "code": "forbidden",
+    "message": "Contacts are only enabled for Enterprise Edition, please upgrade.",
+    "details": {},
+}
+
+
+def test_seed_generation_is_the_default(sb: Sandbox) -> None:
+    assert sb.info()["feedback_generation"] == "seed" and sb.info()["feedback_licensed"] is True
+    assert get(sb, f"{FEEDBACK}/people").status == 200
+    for path in ("contacts", "contact-attribute-keys"):  # not there yet: the API's own JSON 404
+        reply = get(sb, f"{FEEDBACK}/{path}")
+        assert (reply.status, reply.json()["code"]) == (404, "not_found")
+
+
+def test_current_generation_serves_contacts_instead_of_people() -> None:
+    config = dataclasses.replace(CONFIG, feedback_generation="current")
+    with Sandbox(config) as sb:
+        for legacy in ("people", "attribute-classes"):
+            reply = get(sb, f"{FEEDBACK}/{legacy}")
+            assert reply.status == 404 and reply.headers["content-type"].startswith("text/html")
+            assert b"This page could not be found" in reply.body
+        contacts = get(sb, f"{FEEDBACK}/contacts").json()["data"]
+        assert [list(c) for c in contacts] == [CONTACT_FIELDS] * CONFIG.identified_peoples
+        # Contact ids are the former people ids.
+        assert ids(contacts) == [p["id"] for p in sb.data.records("identified_peoples")]
+        assert contacts == list(sb.data.records("contacts"))
+        keys = get(sb, f"{FEEDBACK}/contact-attribute-keys").json()["data"]
+        assert [list(k) for k in keys] == [ATTRIBUTE_KEY_FIELDS] * CONFIG.attribute_classes
+        assert ids(keys) == [a["id"] for a in sb.data.records("attribute_classes")]
+        assert keys == list(sb.data.records("contact_attribute_keys"))
+        assert {k["type"] for k in keys} == {"default", "custom"}
+        assert [k["key"] for k in keys if k["isUnique"]] == ["userId", "email"]
+        for record in contacts + keys:
+            assert (
+                CUID.match(record["id"])
+                and ISO.match(record["updatedAt"])
+                and CUID.match(record["workspaceId"])
+            )
+        # Paged like the other small lists: everything unless asked, limit/skip honoured.
+        assert get(sb, f"{FEEDBACK}/contacts", {"limit": 5, "skip": 3}).json()["data"] == contacts[3:8]
+        assert get(sb, f"{FEEDBACK}/contact-attribute-keys", {"skip": 4}).json()["data"] == keys[4:]
+        # One set of records: a change through either name shows in both.
+        added = sb.data.add_record("contacts")
+        sb.data.delete_record("identified_peoples", contacts[0]["id"])
+        updated = sb.data.update_record("contact_attribute_keys", keys[1]["id"])
+        assert list(updated) == ATTRIBUTE_KEY_FIELDS and updated["updatedAt"] > keys[1]["updatedAt"]
+        served = get(sb, f"{FEEDBACK}/contacts").json()["data"]
+        assert ids(served) == [*ids(contacts)[1:], added] and sb.data.count("contacts") == len(served)
+        assert sb.data.record("contact_attribute_keys", keys[1]["id"]) == updated
+        assert get(sb, f"{FEEDBACK}/surveys").status == 200 and get(sb, RESPONSES).status == 200
+        assert get(sb, f"{FEEDBACK}/contacts", key="wrong").status == 401  # the key first, then the licence
+        assert sb.stats()["apis"]["feedback"]["/v1/management/contacts"]["statuses"] == {"200": 3, "401": 1}
+
+
+def test_unlicensed_current_generation_answers_403() -> None:
+    config = dataclasses.replace(CONFIG, feedback_generation="current", feedback_licensed=False)
+    with Sandbox(config) as sb:
+        for path in ("contacts", "contact-attribute-keys"):
+            reply = get(sb, f"{FEEDBACK}/{path}", {"limit": 1})
+            assert (reply.status, reply.json()) == (403, UNLICENSED)
+        assert get(sb, f"{FEEDBACK}/people").status == 404
+        assert get(sb, f"{FEEDBACK}/webhooks".replace("/management", "")).status == 200
+        assert get(sb, f"{FEEDBACK}/action-classes").status == 200
+
+
+def test_feedback_generation_switches_at_run_time(sb: Sandbox) -> None:
+    client = SandboxClient(sb.url)
+    assert client.set_feedback_generation("current") == {
+        "feedback_generation": "current",
+        "feedback_licensed": True,
+    }
+    assert get(sb, f"{FEEDBACK}/contacts").status == 200 and get(sb, f"{FEEDBACK}/people").status == 404
+    client.set_feedback_generation("current", licensed=False)
+    assert get(sb, f"{FEEDBACK}/contacts").json() == UNLICENSED
+    sb.set_feedback_generation("seed")
+    assert get(sb, f"{FEEDBACK}/people").status == 200 and sb.info()["feedback_licensed"] is False
+    client.set_feedback_generation("current")  # licensed is kept when not given
+    assert get(sb, f"{FEEDBACK}/contact-attribute-keys").status == 403
+    with pytest.raises(ValueError):
+        client.set_feedback_generation("v2")
+    with pytest.raises(ValueError):
+        SandboxConfig(feedback_generation="next")
+    client.reset()  # back to the config's generation
+    assert client.info()["feedback_generation"] == "seed" and get(sb, f"{FEEDBACK}/people").status == 200
