@@ -26,6 +26,7 @@ from pydantic import Field
 
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.checks.core import UNAVAILABLE
 from analytics_assets.endpoints_load import EndpointLoad, fresh_pipeline, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.settings import source_setting
@@ -257,7 +258,7 @@ class _Load:
         metadata["requests"] = MetadataValue.int(requests)
         metadata["retries"] = MetadataValue.int(retries)
         if load.unavailable:
-            metadata["unavailable"] = MetadataValue.text(load.unavailable)
+            metadata[UNAVAILABLE] = MetadataValue.text(load.unavailable)
         else:
             metadata["new_columns"] = MetadataValue.json(self.schema_changes(load))
         return metadata

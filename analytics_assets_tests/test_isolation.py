@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterEventType, DagsterInstance
 
 from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import Warehouse
+from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import (
     KEYS,
     assert_warehouse_equals_api,
@@ -165,3 +166,60 @@ def test_a_malformed_people_page_holds_back_no_other(
         query={"offset": "100"},
     )
     assert "malformed JSON on GET /audience/v1/people/all?" in output and "offset=100" in output
+
+
+def test_a_current_generation_server_loads_every_asset_from_the_successor_paths(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
+    configured.set_feedback_generation("current", licensed=True)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(instance=instance)
+    assert result.success
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        f"{a}/{r}" for a, rs in ALL_TABLES.items() for r in rs
+    }
+    contacts = {r["id"] for r in configured.data.records("contacts")}
+    keys = {r["id"] for r in configured.data.records("contact_attribute_keys")}
+    assert {r[0] for r in warehouse.query("select id from feedback.identified_peoples")} == contacts
+    assert {r[0] for r in warehouse.query("select id from feedback.attribute_classes")} == keys
+    served_by = {
+        e.asset_key.path[-1]: e.materialization.metadata["served_by"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] == "feedback"
+    }
+    assert served_by["identified_peoples"] == "GET /v1/management/contacts"
+    assert served_by["attribute_classes"] == "GET /v1/management/contact-attribute-keys"
+    assert served_by["surveys"] == "GET /v1/management/surveys"
+    said = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if "from GET /v1/management/" in e.user_message
+    ]
+    assert len(said) == 2, said  # once for each of the two resources
+    assert "no GET /v1/management/people (404" in " ".join(said)
+
+
+def test_a_current_generation_server_without_a_licence_loads_the_rest_and_pages_nobody(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    assert cli.materialize().returncode == 0  # the seed's generation first: the tables have rows
+    before = {t: table_rows(warehouse, f"feedback.{t}") for t in ("identified_peoples", "attribute_classes")}
+    configured.set_feedback_generation("current", licensed=False)
+    change_everything(configured)
+
+    done = cli.materialize("group:feedback")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]  # a plan restriction is not an outage
+    assert "Contacts are only enabled for Enterprise Edition, please upgrade." in output
+    assert "not available on this plan" in output
+    for table in ("surveys", "action_classes", "responses", "webhooks"):
+        assert_warehouse_equals_api_table(warehouse, configured, f"feedback.{table}")
+    assert before == {t: table_rows(warehouse, f"feedback.{t}") for t in before}
+    with DagsterInstance.from_config(str(cli.home)) as instance:
+        for resource in ("identified_peoples", "attribute_classes"):
+            key = AssetCheckKey(AssetKey(["feedback", resource]), "available_on_plan")
+            record = instance.get_latest_asset_check_evaluation_record(key)
+            assert record is not None and record.evaluation is not None
+            evaluation = record.evaluation
+            assert (evaluation.passed, evaluation.severity) == (False, AssetCheckSeverity.WARN)
+            assert "Enterprise Edition" in (evaluation.description or "")

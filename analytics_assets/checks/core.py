@@ -169,7 +169,16 @@ class Check:
         )
 
 
+UNAVAILABLE = "unavailable"
+"""The metadata entry a load sets when the API's plan does not offer the endpoint (see `available_on_plan`)."""
+
+
 def _evaluate(check: Check, context: CheckContext, log: logging.Logger) -> Outcome:
+    if check.name != "available_on_plan" and metadata_value(context.materialized_now(), UNAVAILABLE):
+        # Nothing was loaded and nothing changed: only `available_on_plan` has something to say.
+        return Outcome(
+            True, "Not evaluated: the API's plan does not offer this endpoint (see available_on_plan)."
+        )
     try:
         return check.evaluate(context)
     except Exception as error:

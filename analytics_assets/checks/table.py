@@ -11,7 +11,14 @@ from typing import Any
 
 from dagster import AssetCheckSeverity
 
-from analytics_assets.checks.core import SAMPLE_SIZE, Check, CheckContext, Outcome, metadata_value
+from analytics_assets.checks.core import (
+    SAMPLE_SIZE,
+    UNAVAILABLE,
+    Check,
+    CheckContext,
+    Outcome,
+    metadata_value,
+)
 
 TEXT, TIMESTAMP, NUMERIC, BOOLEAN, JSON = "text", "timestamp", "numeric", "boolean", "json"
 
@@ -40,6 +47,25 @@ def _missing_table(context: CheckContext) -> Outcome:
         f"Table {context.dataset}.{context.table} does not exist: the asset was never loaded into this"
         " warehouse. Materialize it.",
         {"table": f"{context.dataset}.{context.table}"},
+    )
+
+
+def available_on_plan() -> Check:
+    """The API's plan offers the endpoint: a WARN, not an outage, when the plan does not (403 on a
+    successor path that needs a licence). The other checks of the asset stand aside meanwhile."""
+
+    def evaluate(context: CheckContext) -> Outcome:
+        why = metadata_value(context.materialized_now(), UNAVAILABLE)
+        if why:
+            return Outcome(False, str(why), {"unavailable": str(why)})
+        return Outcome(True, "the endpoint served this run")
+
+    return Check(
+        "available_on_plan",
+        "The API's plan offers this endpoint. Warns (and pages nobody) when the server answers 403 for it:"
+        " upgrade the plan, or leave it; the other tables load either way.",
+        evaluate,
+        severity=AssetCheckSeverity.WARN,
     )
 
 

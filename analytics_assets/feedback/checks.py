@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from analytics_assets.checks.core import Check
-from analytics_assets.checks.table import references
+from analytics_assets.checks.table import available_on_plan, references
+from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS
 
 MUST_HAVE_DATA = frozenset({"surveys", "responses", "action_classes", "attribute_classes"})
 """Endpoints that always have data: the surveys and responses this load exists for, and the action and
@@ -15,4 +16,6 @@ def resource_checks(resource: str) -> list[Check]:
     """The checks only this API's `resource` gets."""
     if resource == "responses":
         return [references("survey_id", parent="surveys", parent_column="id")]
+    if resource in CURRENT_GENERATION_PATHS:  # a current server offers these with an Enterprise licence only
+        return [available_on_plan()]
     return []
