@@ -27,7 +27,7 @@ from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
-from analytics_assets.warehouse import loader_file_format, warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
 
 
 class SyncConfig(Config):
@@ -226,6 +226,7 @@ def _build_load_assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
     ) -> Iterator[MaterializeResult | AssetMaterialization]:
         run = _Load(context, api, load, catalog, config)
+        check_reachable(run.pipeline)  # a warehouse that is down fails the run before any API request
         served = ServedKeys()
         source = run.source(resources, served, full_scan=run.full_scan)
         with warehouse_lock(context.log):

@@ -7,6 +7,7 @@ Backoff is shortened (SOURCES__<API>__RETRY_BACKOFF_FACTOR) so the suite stays f
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -326,3 +327,25 @@ def test_a_load_killed_mid_way_then_run_again_gives_exact_data(
     assert materialize("audience/peoples").success
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
     assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
+
+
+def test_an_unreachable_warehouse_is_named_before_any_request(
+    configured: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PostgreSQL warehouse on a port nothing listens on (bound, then closed: refused at once).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "postgres")
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", f"postgresql://loader:pw-9d2e7c41@127.0.0.1:{port}/warehouse"
+    )
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "warehouse could not be reached" in message
+    assert f"postgres at 127.0.0.1:{port}/warehouse" in message
+    assert "DESTINATION__POSTGRES__CREDENTIALS" in message
+    assert "pw-9d2e7c41" not in message
+    assert "OperationalError" not in message
+    assert configured.requests() == []

@@ -59,12 +59,13 @@ def demo(sandbox: Sandbox) -> int:
     return 0
 
 
-def dev(sandbox: Sandbox) -> int:
+def dev(sandbox: Sandbox, port: int = 3000) -> int:
     """Run `dagster dev` against the sandbox until interrupted."""
     env = {**os.environ, **sandbox.env()}
-    print(f"Sandbox serving both APIs at {sandbox.url}; Dagster UI on http://localhost:3000", flush=True)
+    print(f"Sandbox serving both APIs at {sandbox.url}; Dagster UI on http://localhost:{port}", flush=True)
     try:
-        return subprocess.run([DAGSTER, "dev", "-w", "workspace.yaml"], env=env, check=False).returncode
+        command = [DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port)]
+        return subprocess.run(command, env=env, check=False).returncode
     except KeyboardInterrupt:
         return 0
 
@@ -74,10 +75,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dev", action="store_true", help="run the Dagster UI instead of a one-off load")
+    parser.add_argument("--port", type=int, default=3000, help="the port of the Dagster UI (with --dev)")
     parser.add_argument("--people", type=int, default=SandboxConfig.people, help="people in the sandbox")
     args = parser.parse_args()
     with Sandbox(SandboxConfig(people=args.people), port=0) as sandbox:
-        sys.exit(dev(sandbox) if args.dev else demo(sandbox))
+        sys.exit(dev(sandbox, args.port) if args.dev else demo(sandbox))
 
 
 if __name__ == "__main__":
