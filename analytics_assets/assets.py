@@ -23,6 +23,7 @@ from pydantic import Field
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.errors import explain
+from analytics_assets.locks import api_lock
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
@@ -219,8 +220,6 @@ def _build_load_assets(
         dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
         name=load,
         dagster_dlt_translator=translator,
-        # One pool per API: runs that load the same API take turns (limits in dagster.yaml).
-        pool=f"{api.name}_api",
     )
     def _assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
@@ -229,7 +228,7 @@ def _build_load_assets(
         check_reachable(run.pipeline)  # a warehouse that is down fails the run before any API request
         served = ServedKeys()
         source = run.source(resources, served, full_scan=run.full_scan)
-        with warehouse_lock(context.log):
+        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
             try:
                 results = list(
                     dlt.run(
