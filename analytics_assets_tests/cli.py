@@ -7,6 +7,9 @@ import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from unittest.mock import patch
+
+from dagster import DagsterInstance
 
 from analytics_assets_tests.test_e2e import REPO, instance_settings
 
@@ -19,7 +22,11 @@ def dagster_home(kind: str, tmp_path: Path, stack: ExitStack) -> dict[str, str]:
     the environment variables that select it."""
     home = tmp_path / f"home_{kind}"
     home.mkdir()
-    return {"DAGSTER_HOME": str(home), **instance_settings(kind, home, stack)}
+    env = {"DAGSTER_HOME": str(home), **instance_settings(kind, home, stack)}
+    # Create its storage now: two CLI runs started at once on a brand-new instance would both try to.
+    with patch.dict(os.environ, env):
+        DagsterInstance.from_config(str(home)).dispose()
+    return env
 
 
 def start_materialize(select: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
