@@ -29,11 +29,12 @@ from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.checks.core import UNAVAILABLE
 from analytics_assets.endpoints_load import EndpointLoad, fresh_pipeline, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
+from analytics_assets.locks import api_lock
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
-from analytics_assets.warehouse import loader_file_format, warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
 
 
 class SyncConfig(Config):
@@ -297,8 +298,6 @@ def _build_load_assets(
         dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
         name=load,
         dagster_dlt_translator=translator,
-        # One pool per API: runs that load the same API take turns (limits in dagster.yaml).
-        pool=f"{api.name}_api",
     )
     def _assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
@@ -313,13 +312,10 @@ def _build_load_assets(
                     )
                 )
         run = _Load(context, api, catalog, config)
-        with warehouse_lock(context.log):
-            loads = [
-                EndpointLoad(
-                    r, fresh_pipeline(warehouse_pipeline(f"{api.name}_{r}", api.name)), catalog[r].path
-                )
-                for r in selected
-            ]
+        pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
+        check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
+        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
+            loads = [EndpointLoad(r, fresh_pipeline(pipelines[r]), catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []
             for endpoint in loads:

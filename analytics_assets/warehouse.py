@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
+from dagster import Failure
 from dlt.common.destination import Destination
 from dlt.common.typing import TLoaderFileFormat
 
@@ -83,6 +84,57 @@ def warehouse_pipeline(name: str, dataset: str) -> dlt.Pipeline:
         dataset: The dataset (schema) name: the API's name.
     """
     return dlt.pipeline(pipeline_name=name, destination=destination(), dataset_name=dataset)
+
+
+class WarehouseUnreachableError(Failure):
+    """The warehouse could not be reached: which one, why, and the setting that points at it."""
+
+
+def check_reachable(pipeline: dlt.Pipeline) -> None:
+    """Open (and close) one connection to a server warehouse, before a run spends any API request.
+
+    Without it a warehouse that is down shows up only after every page was read, as the driver's raw
+    error and traceback (psycopg2's `OperationalError`). The embedded DuckDB file is not checked: it
+    is created on first use, and opening it outside `warehouse_lock` would contend with a writer.
+
+    Raises:
+        WarehouseUnreachableError: Naming the destination, host and port (never the password), the
+            driver's reason, and the setting that holds the credentials.
+    """
+    name = destination_name()
+    if name == "duckdb":
+        return
+    try:
+        with pipeline.sql_client():
+            return
+    except Exception as error:  # each driver raises its own error class for a refused connection
+        where, password = _describe(pipeline, name)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if password:
+            reason = reason.replace(password, "***")
+        setting = f"DESTINATION__{name.upper()}__CREDENTIALS"
+        raise WarehouseUnreachableError(
+            description=(
+                f"The warehouse could not be reached: {where} ({reason}). Nothing was requested from the"
+                f" APIs. Check that the database server is up and that {setting} (or"
+                f" [destination.{name}.credentials] in .dlt/secrets.toml) points at it."
+            ),
+            metadata={"destination": name},
+        ) from None
+
+
+def _describe(pipeline: dlt.Pipeline, name: str) -> tuple[str, str | None]:
+    """`<destination> at host:port/database` from the resolved credentials, and the password to hide."""
+    try:
+        credentials = pipeline.destination_client().config.credentials
+    except Exception:  # credentials that do not even resolve: the destination name is all we know
+        return f"{name}", None
+    host = getattr(credentials, "host", None)
+    port = getattr(credentials, "port", None)
+    database = getattr(credentials, "database", None)
+    where = f"{name} at {host or '?'}" + (f":{port}" if port else "") + (f"/{database}" if database else "")
+    password = getattr(credentials, "password", None)
+    return where, str(password) if password else None
 
 
 @contextmanager

@@ -306,7 +306,7 @@ def test_a_blocking_check_failure_on_segments_keeps_segment_people_from_loading(
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"audience/segments"}
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert started == {"audience", "audience_checks"}  # neither segment_people nor its checks ran
+    assert started == {"audience", "audience_segments_checks"}  # neither segment_people nor its checks ran
     # The members of the vanished segments are still there: the bad parent fed nothing downstream.
     assert warehouse.query("select count(*) from audience.segment_people") == [(members,)]
 

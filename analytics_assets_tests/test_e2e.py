@@ -355,11 +355,10 @@ def test_dagster_dev_loads_materializes_everything_and_runs_the_schedule(
         f" schedules {sorted(schedules)}, sensors {sorted(s['name'] for s in repository['sensors'])}"
     )
 
-    # The instance is the one configured: runs queue for the daemon, one slot per API pool, and the
-    # production storage on PostgreSQL.
+    # The instance is the one configured: runs queue for the daemon, and the production storage on
+    # PostgreSQL.
     instance = gql(INSTANCE)["instance"]
     assert instance["runQueuingSupported"]
-    assert instance["poolConfig"]["defaultPoolLimit"] == 1
     if deployment.name == "postgres":
         for storage in ("PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"):
             assert storage in instance["info"]

@@ -7,9 +7,11 @@ Backoff is shortened (SOURCES__<API>__RETRY_BACKOFF_FACTOR) so the suite stays f
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from analytics_assets.sandbox import Sandbox
+from analytics_assets_tests.cli import INSTANCES, dagster_home, start_materialize
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
@@ -280,49 +283,71 @@ def test_the_key_never_leaks_and_a_wrong_one_is_named(api: str, right: bool, tmp
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("sandbox", [replace(SMALL, people=20_000)], indirect=True)
-def test_a_load_killed_mid_way_then_run_again_gives_exact_data(
-    configured: Sandbox, warehouse: Warehouse, tmp_path: Path
+@pytest.mark.parametrize("instance", INSTANCES)
+@pytest.mark.parametrize("sandbox", [replace(SMALL, people=5_000)], indirect=True)
+def test_a_load_killed_mid_way_never_blocks_the_next_run_and_it_gives_exact_data(
+    configured: Sandbox, warehouse: Warehouse, tmp_path: Path, instance: str
 ) -> None:
-    assert materialize("audience/peoples").success
+    """SIGKILL of a real CLI run half-way through its pages, then the same command on the same instance."""
+    assert materialize("audience/peoples").success  # a first load, so the killed run is a nightly sync
     configured.data.update_people(50)
     configured.data.delete_people(5)
     configured.clear_requests()
-    configured.set_latency(0.02)
+    configured.set_latency(0.1)  # 50 pages of at least 0.1 s each: the kill lands mid-load
 
-    # The run to kill is a real `dagster` process, killed with its step processes half-way through its pages.
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "--select",
-        "audience/peoples",
-        "-m",
-        "analytics_assets.definitions",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 600
-        while len(configured.requests(path=PEOPLE)) < 80 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert 80 <= len(configured.requests(path=PEOPLE)) < 200  # killed before the last of its 200 pages
+    with ExitStack() as stack:
+        home = dagster_home(instance, tmp_path, stack)
+        killed = start_materialize("audience/peoples", home, tmp_path / "killed.log")
+        try:
+            deadline = time.monotonic() + 300
+            while len(configured.requests(path=PEOPLE)) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            os.killpg(killed.pid, signal.SIGKILL)  # the run and its step processes, as the OOM killer would
+            killed.wait()
+            killed_at = time.monotonic()
+        assert 20 <= len(configured.requests(path=PEOPLE)) < 50  # killed before the last of its 50 pages
 
-    configured.set_latency(0)
-    assert materialize("audience/peoples").success
+        configured.set_latency(0)
+        configured.clear_requests()  # the next run starts at offset 0; the killed one's last was far beyond
+
+        def next_run_loading() -> bool:
+            return attempts(configured, PEOPLE, offset="0") > 0
+
+        rerun = start_materialize("audience/peoples", home, tmp_path / "rerun.log")
+        try:
+            while not next_run_loading() and rerun.poll() is None and time.monotonic() - killed_at < 60:
+                time.sleep(0.1)
+            started_loading = time.monotonic() - killed_at
+            print(f"\n{instance}: the next run's first request {started_loading:.1f} s after the kill")
+            assert next_run_loading(), "the next run did not start loading within 60 s"
+            assert rerun.wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()[-3000:]
+        finally:
+            if rerun.poll() is None:
+                os.killpg(rerun.pid, signal.SIGKILL)
+                rerun.wait()
+    assert "Waiting for the audience API" not in (tmp_path / "rerun.log").read_text()
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
     assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
+
+
+def test_an_unreachable_warehouse_is_named_before_any_request(
+    configured: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PostgreSQL warehouse on a port nothing listens on (bound, then closed: refused at once).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ANALYTICS_DESTINATION", "postgres")
+    monkeypatch.setenv(
+        "DESTINATION__POSTGRES__CREDENTIALS", f"postgresql://loader:pw-9d2e7c41@127.0.0.1:{port}/warehouse"
+    )
+    result = materialize("audience/peoples", raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "warehouse could not be reached" in message
+    assert f"postgres at 127.0.0.1:{port}/warehouse" in message
+    assert "DESTINATION__POSTGRES__CREDENTIALS" in message
+    assert "pw-9d2e7c41" not in message
+    assert "OperationalError" not in message
+    assert configured.requests() == []

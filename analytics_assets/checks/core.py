@@ -26,6 +26,7 @@ from dagster import (
 )
 from dlt.destinations.sql_client import SqlClientBase
 
+from analytics_assets.locks import api_lock
 from analytics_assets.warehouse import warehouse_lock, warehouse_pipeline
 
 SAMPLE_SIZE = 5
@@ -221,8 +222,9 @@ def build_load_checks(
     def _checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
         selected = context.selected_asset_check_keys
         pipeline = warehouse_pipeline(f"{name}_checks", dataset=dataset)
-        # DuckDB: another run (a process of its own) may be writing the file: take turns.
-        with warehouse_lock(context.log), pipeline.sql_client() as sql:
+        # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
+        # API is merging into it. DuckDB: a check op also takes its turn on the file.
+        with api_lock(dataset, context), warehouse_lock(context.log), pipeline.sql_client() as sql:
             for key, check in by_key.items():
                 if key not in selected:
                     continue

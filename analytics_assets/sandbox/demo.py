@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import suppress
 from pathlib import Path
+from types import FrameType
 
 import duckdb
 
@@ -59,14 +63,63 @@ def demo(sandbox: Sandbox) -> int:
     return 0
 
 
-def dev(sandbox: Sandbox) -> int:
-    """Run `dagster dev` against the sandbox until interrupted."""
+STOP_GRACE_SECONDS = 20.0
+"""How long `dagster dev` may take to stop its services once interrupted, before what is left is killed."""
+
+
+def dev(sandbox: Sandbox, port: int = 3000) -> int:
+    """Run `dagster dev` against the sandbox until this process gets SIGTERM, SIGINT (Ctrl-C) or SIGHUP.
+
+    `dagster dev` runs in a process group of its own, which this launcher stops as a whole. Left to
+    itself it would not stop on SIGTERM when started where SIGINT is ignored (a background job of a
+    script, many service setups): dagster maps SIGTERM onto SIGINT's handler
+    (`setup_interrupt_handlers`), so it ignores SIGTERM too, and so do its webserver and daemon. The
+    daemon, which installs handlers of its own, does shut its threads down, then waits forever for the
+    shutdown message `dagster dev` sends on a pipe (`interrupt_on_ipc_shutdown_message` joins the pipe's
+    reader thread), which an ignored signal never triggers. Here SIGINT is handled, so `dagster dev` starts
+    with it at its default (exec resets handled signals), and every stop goes through the interrupt
+    `dagster dev` is written for: SIGINT to its group, as Ctrl-C in a terminal sends.
+    """
     env = {**os.environ, **sandbox.env()}
-    print(f"Sandbox serving both APIs at {sandbox.url}; Dagster UI on http://localhost:3000", flush=True)
+    print(f"Sandbox serving both APIs at {sandbox.url}; Dagster UI on http://localhost:{port}", flush=True)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
+    command = [DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port)]
+    process = subprocess.Popen(command, env=env, process_group=0)
     try:
-        return subprocess.run([DAGSTER, "dev", "-w", "workspace.yaml"], env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+        while process.poll() is None and not stop.is_set():
+            stop.wait(0.5)
+    finally:
+        _stop_group(process)
+    return 0 if stop.is_set() else process.returncode
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Interrupt `dagster dev` and its group, wait for them, then kill whatever is still left."""
+    group = process.pid
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    while _group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.2)  # its code servers and run workers stop a little after it
+    with suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main() -> None:
@@ -74,10 +127,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dev", action="store_true", help="run the Dagster UI instead of a one-off load")
+    parser.add_argument("--port", type=int, default=3000, help="the port of the Dagster UI (with --dev)")
     parser.add_argument("--people", type=int, default=SandboxConfig.people, help="people in the sandbox")
     args = parser.parse_args()
     with Sandbox(SandboxConfig(people=args.people), port=0) as sandbox:
-        sys.exit(dev(sandbox) if args.dev else demo(sandbox))
+        sys.exit(dev(sandbox, args.port) if args.dev else demo(sandbox))
 
 
 if __name__ == "__main__":

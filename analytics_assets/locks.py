@@ -1,0 +1,202 @@
+"""One loader per API at a time, with a lock that is released when its holder dies.
+
+Why not Dagster's pools: a run killed with SIGKILL (the OOM killer, a node restart) stays STARTED in
+the instance and keeps its pool slot. `free_slots_after_run_end_seconds` frees only slots of runs that
+have ended, the default run launcher cannot tell that a run worker is gone, and `dagster asset
+materialize` has no daemon at all: every later load of that API waited for the slot forever.
+
+Instead, every op that loads an API (and every check op reading its dataset) holds `api_lock` while it
+works. The lock lives where the instance lives, and the operating system or the database drops it the
+moment its holder's process is gone:
+
+- embedded instance (SQLite under `$DAGSTER_HOME`): an `flock` on `<instance root>/locks/<api>.lock`;
+  the kernel releases it when the process dies, whatever killed it.
+- PostgreSQL instance (`deploy/dagster.yaml`): a session-level advisory lock in the instance's own
+  database, held on a connection of its own; PostgreSQL releases it when that session ends, which
+  happens at once when the process dies (its socket closes), and within about a minute when its machine
+  vanishes (server-side TCP keepalives, set on the session). Runs on several machines share it.
+
+A waiting op polls once a second and logs, in the run's log (the UI shows it), which run holds the
+lock and that it waits; the holder's run id is the lock file's content or the holder session's
+`application_name`. Lock order is always `api_lock`, then `warehouse.warehouse_lock`, and no op holds
+two API locks, so the locks cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from dagster import DagsterInstance, DagsterLogManager, DagsterRun
+
+POLL_SECONDS = 1.0
+"""How often a waiting op tries the lock again (a dead holder's lock is free at once)."""
+
+_NAMESPACE = zlib.crc32(b"analytics_assets") & 0x7FFFFFFF
+"""The first key of our advisory locks, so they cannot collide with another application's."""
+
+_APPLICATION_PREFIX = "analytics_assets lock "
+"""The holder session's `application_name` is this prefix and its run id (visible in pg_stat_activity)."""
+
+# Server-side settings of the holder's session: TCP keepalives make PostgreSQL notice a holder whose
+# machine vanished without closing its socket (about 30 + 3 x 10 s), and no idle timeout may end the
+# session while the load it guards is still running.
+_SESSION_OPTIONS = (
+    "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+    " -c idle_session_timeout=0 -c statement_timeout=0"
+)
+
+
+class RunContext(Protocol):
+    """What `api_lock` needs of an op's context (asset, op and check contexts all have it)."""
+
+    @property
+    def instance(self) -> DagsterInstance: ...
+
+    @property
+    def run(self) -> DagsterRun: ...
+
+    @property
+    def log(self) -> DagsterLogManager: ...
+
+
+class _Lock(Protocol):
+    def try_acquire(self, run_id: str) -> bool: ...
+
+    def holder(self) -> str | None: ...
+
+    def release(self) -> None: ...
+
+
+class _FileLock:
+    """An `flock` on a file under the instance folder; the file holds the holder's run id."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # "a+": opening must not truncate the id a live holder wrote.
+        self.file = open(path, "a+")  # noqa: SIM115 (closed in release)
+
+    def try_acquire(self, run_id: str) -> bool:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(run_id)
+        self.file.flush()
+        return True
+
+    def holder(self) -> str | None:
+        try:
+            return self.path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def release(self) -> None:
+        self.file.close()  # closing the file drops the flock
+
+
+class _PostgresLock:
+    """A session-level advisory lock in the instance database, on a connection of its own."""
+
+    def __init__(self, postgres_url: str, api: str) -> None:
+        self.url = postgres_url
+        self.key = (_NAMESPACE, zlib.crc32(api.encode()) & 0x7FFFFFFF)
+        self.connection: Any = None
+
+    def _connect(self, application_name: str) -> Any:
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)  # dagster-postgres URLs may name a driver: postgresql+psycopg2://
+        arguments: dict[str, Any] = {
+            **url.translate_connect_args(username="user", database="dbname"),
+            **{k: v for k, v in url.query.items() if isinstance(v, str)},
+        }
+        arguments.setdefault("options", _SESSION_OPTIONS)
+        connection = psycopg2.connect(application_name=application_name[:63], **arguments)
+        connection.autocommit = True  # a session lock; no transaction left open while the load runs
+        return connection
+
+    def try_acquire(self, run_id: str) -> bool:
+        if self.connection is None:
+            self.connection = self._connect(_APPLICATION_PREFIX + run_id)
+        with self.connection.cursor() as cursor:
+            cursor.execute("select pg_try_advisory_lock(%s, %s)", self.key)
+            return bool(cursor.fetchone()[0])
+
+    def holder(self) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+                " where l.locktype = 'advisory' and l.granted and l.classid = %s and l.objid = %s"
+                " and l.objsubid = 2 and l.database = (select oid from pg_database"
+                " where datname = current_database())",
+                self.key,
+            )
+            row = cursor.fetchone()
+        name = str(row[0]) if row and row[0] else ""
+        return name.removeprefix(_APPLICATION_PREFIX) or None
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.close()  # ending the session releases its advisory locks
+
+
+def _lock_for(instance: DagsterInstance, api: str) -> _Lock:
+    from dagster_postgres import PostgresRunStorage
+
+    storage = instance.run_storage
+    if isinstance(storage, PostgresRunStorage):
+        return _PostgresLock(storage.postgres_url, api)
+    return _FileLock(Path(instance.root_directory) / "locks" / f"{api}.lock")
+
+
+def _describe(instance: DagsterInstance, run_id: str | None, own_run_id: str) -> str:
+    if run_id is None:
+        return "another run"
+    if run_id == own_run_id:
+        return f"another step of this run ({run_id})"
+    run = instance.get_run_by_id(run_id)
+    status = f", {run.status.value}" if run is not None else ""
+    job = f" of {run.job_name}" if run is not None else ""
+    return f"run {run_id}{job}{status}"
+
+
+@contextmanager
+def api_lock(api: str, context: RunContext) -> Iterator[None]:
+    """Hold the lock of one API's loads for the duration of the block, waiting for it if needed.
+
+    Args:
+        api: The API name (`audience`, `feedback`): one lock per API, shared by all its ops.
+        context: The op's context: its instance holds the lock, its run id names the holder, its log
+            tells a waiting run's reader what it waits for.
+    """
+    run_id = context.run.run_id
+    lock = _lock_for(context.instance, api)
+    try:
+        if not lock.try_acquire(run_id):
+            started = time.monotonic()
+            holder: str | None = None
+            logged = False
+            while not lock.try_acquire(run_id):
+                current = lock.holder()
+                if not logged or current != holder:
+                    context.log.info(
+                        f"Waiting for the {api} API: {_describe(context.instance, current, run_id)} holds"
+                        f" its lock (the loads and checks of one API take turns). This step goes on as soon"
+                        " as that run's step ends; a run that was killed releases the lock at once."
+                    )
+                    holder, logged = current, True
+                time.sleep(POLL_SECONDS)
+            context.log.info(f"Got the {api} API's lock after waiting {time.monotonic() - started:.0f} s.")
+        yield
+    finally:
+        lock.release()
