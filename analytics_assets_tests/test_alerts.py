@@ -190,6 +190,23 @@ def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
     assert sensors.tick("run_failure_alerts") == []  # a success is no news
 
 
+def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance
+) -> None:
+    sensors = Sensors(instance, receiver)
+    configured.inject_fault("/audience/v1/fields", "status", status=404)
+    failed = run(instance, "audience/accounts", "audience/fields")
+    assert not failed.success
+    assert {e.asset_key.to_user_string() for e in failed.get_asset_materialization_events()} == {
+        "audience/accounts"
+    }
+
+    [alert] = sensors.tick("run_failure_alerts")
+    assert (alert["kind"], alert["asset"]) == ("run_failed", "audience/fields")
+    assert alert["details"]["not_updated"] == ["audience/fields"]
+    assert "audience/fields failed; the other 1 endpoint(s) of this op loaded and committed" in alert["text"]
+
+
 def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
     sensors = Sensors(instance, receiver)
     checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue

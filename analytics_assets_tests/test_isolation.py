@@ -225,3 +225,22 @@ def test_a_current_generation_server_without_a_licence_loads_the_rest_and_pages_
             evaluation = record.evaluation
             assert (evaluation.passed, evaluation.severity) == (False, AssetCheckSeverity.WARN)
             assert "Enterprise Edition" in (evaluation.description or "")
+
+
+def test_a_failed_blocking_check_on_segments_still_keeps_its_members_from_loading(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    """Through the CLI, whose executor runs a step once its inputs exist even after a failed step."""
+    assert cli.materialize().returncode == 0
+    members = warehouse.query("select count(*) from audience.segment_people")
+    configured.data.truncate("segments", 1)  # most segments vanish: row_count_drop fails at ERROR, blocking
+    configured.clear_requests()
+
+    done = cli.materialize("audience/segments,audience/segment_people")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert (
+        "Not loading segment_people: audience/segments failed its blocking checks (row_count_drop)" in output
+    )
+    assert configured.requests(path="/audience/v1/segments/*") == []  # not one member was asked for
+    assert warehouse.query("select count(*) from audience.segment_people") == members
