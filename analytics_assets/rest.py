@@ -7,7 +7,7 @@ Plain dlt, no Dagster import: the sources built from these run in a bare dlt pip
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -47,18 +47,6 @@ class ShortPageOffsetPaginator(OffsetPaginator):
         super().update_state(response, data)
         if data is not None and len(data) < self.limit:
             self._has_next_page = False
-
-
-def drop_fields(fields: Iterable[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A dlt `map` step that removes fields which must not reach the warehouse (e.g. credentials)."""
-    dropped = frozenset(fields)
-
-    def _drop(record: dict[str, Any]) -> dict[str, Any]:
-        for field in dropped.intersection(record):
-            del record[field]
-        return record
-
-    return _drop
 
 
 class PathSegment(str):

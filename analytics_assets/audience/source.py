@@ -17,15 +17,13 @@ import dlt
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
-from analytics_assets.rest import ShortPageOffsetPaginator, assemble, drop_fields
+from analytics_assets.credentials import drop_credentials
+from analytics_assets.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
-
-CREDENTIAL_FIELDS = ("apiKey", "writeKey", "secretKey", "token")
-"""Account payloads can carry credentials of their own; they never reach the warehouse."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +78,9 @@ def audience_config(
                 "name": "accounts",
                 "primary_key": "account_id",
                 "endpoint": {"path": "/accounts", "data_selector": "$", "paginator": "single_page"},
-                "processing_steps": [{"map": drop_fields(CREDENTIAL_FIELDS)}],
+                # Account payloads carry the account's own live credentials (`apiKeys`, `writeKey`,
+                # `webhookSeed`): dropped by name pattern, at any depth, before dlt sees them.
+                "processing_steps": [{"map": drop_credentials}],
             },
             {
                 "name": "account_tags",

@@ -172,9 +172,15 @@ def test_audience_small_endpoint_shapes(sb: Sandbox) -> None:
     assert isinstance(accounts, list) and len(accounts) == CONFIG.accounts  # a bare array
     for account in accounts:
         assert isinstance(account["accountId"], int)
-        assert {"name", "createdAt", "status", "timezone", "peopleCount", "apiKey", "writeKey"} <= set(
-            account
+        assert {"name", "createdAt", "status", "timezone", "peopleCount"} <= set(account)
+        # The real payload's credentials, top-level and nested, and a harmless look-alike flag.
+        assert isinstance(account["apiKeys"], list) and all(
+            k.startswith("ak_fake_") for k in account["apiKeys"]
         )
+        assert account["writeKey"].startswith("wk_fake_") and account["webhookSeed"].startswith("ws_fake_")
+        assert isinstance(account["hasStripeAPIKey"], bool)
+        assert account["companyInfo"]["crm"]["accessToken"].startswith("tk_fake_")
+        assert account["integrations"][0]["secretKey"].startswith("sk_fake_")
 
     tags = get(sb, "/audience/v1/tags-management").json()["tags"]
     assert len(tags) == CONFIG.account_tags
