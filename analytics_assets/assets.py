@@ -191,11 +191,14 @@ class _Load:
             result = sweep(self.pipeline, resource, endpoint.primary_key, repair)
         return result
 
-    def metadata(self, resource: str, swept: SweepResult | None) -> dict[str, Any]:
+    def metadata(self, resource: str, swept: SweepResult | None, served: ServedKeys) -> dict[str, Any]:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
+        repeats = served.repeats(resource)  # read by the `primary_key_unique` check
         metadata: dict[str, Any] = {
             "dagster/row_count": MetadataValue.int(_row_count(self.pipeline, resource)),
             "sync": MetadataValue.text(sync),
+            "keys_served_twice": MetadataValue.int(repeats.count),
+            "keys_served_twice_sample": MetadataValue.json(list(repeats.sample)),
         }
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)
@@ -248,7 +251,10 @@ def _build_load_assets(
                 assert result.asset_key is not None
                 resource = result.asset_key.path[-1]
                 swept = run.sweep(resource, served)
-                metadata: dict[str, Any] = {**(result.metadata or {}), **run.metadata(resource, swept)}
+                metadata: dict[str, Any] = {
+                    **(result.metadata or {}),
+                    **run.metadata(resource, swept, served),
+                }
                 yield result._replace(metadata=metadata)
 
     return _assets

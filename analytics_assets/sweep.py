@@ -7,6 +7,7 @@ runs after the load with the pipeline's SQL client (DuckDB, PostgreSQL, any SQL 
 
 from __future__ import annotations
 
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -40,16 +41,82 @@ def _key_hash(values: Iterable[Any]) -> int:
     return hash(tuple(str(v) for v in values))
 
 
+_SAMPLE_SIZE = 5
+"""How many key values served twice a run keeps to name them (the checks show up to five)."""
+_RECENT_MAX = 1 << 16
+"""Slots of the table of recent keys that names repeats (8 bytes each: 512 KB at most per resource)."""
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Keys the API served more than once in one run."""
+
+    count: int
+    """Records beyond the first of their key (a key served three times counts 2)."""
+    sample: tuple[Any, ...]
+    """Up to five of those keys (a composite key as a list). Best effort: a key repeated far down a
+    long list may go unnamed, the count never misses it."""
+
+
+class _ResourceKeys:
+    """The served keys of one resource: every key's hash (8 bytes) in the order served, and a few
+    of the keys served twice, by value."""
+
+    def __init__(self) -> None:
+        self.hashes: array[int] = array("q")
+        # A direct-mapped table of the latest keys seen (slot = low bits of the hash): a key found
+        # in its slot was served before, so its value can be kept. Repeats come from one page or
+        # from a record shifted across a page boundary, so the latest few thousand keys catch them;
+        # the exact count comes from all the hashes at the end (`repeats`).
+        self.recent: array[int] = array("q", [0]) * 1024
+        self.sample: list[Any] = []
+        self.lock = threading.Lock()
+        self.end_unseen: str | None = None
+        self._distinct: array[int] | None = None
+        self._total = 0
+
+    def add(self, key_hash: int, values: list[Any]) -> None:
+        recent = self.recent
+        slot = key_hash & (len(recent) - 1)
+        if recent[slot] == key_hash and len(self.sample) < _SAMPLE_SIZE:
+            value = values[0] if len(values) == 1 else [*values]
+            with self.lock:
+                if len(self.sample) < _SAMPLE_SIZE and value not in self.sample:
+                    self.sample.append(value)
+        recent[slot] = key_hash
+        self.hashes.append(key_hash)
+        if len(self.hashes) == len(recent) < _RECENT_MAX:
+            self._grow()
+
+    def _grow(self) -> None:
+        with self.lock:
+            grown = array("q", [0]) * (len(self.recent) * 4)
+            mask = len(grown) - 1
+            for key_hash in self.hashes[-len(self.recent) :]:  # the latest keys, oldest first
+                grown[key_hash & mask] = key_hash
+            self.recent = grown
+
+    def distinct(self) -> array[int]:
+        if self._distinct is None or len(self.hashes) != self._total:
+            self._total = len(self.hashes)
+            self._distinct = array("q", sorted(set(self.hashes)))
+        return self._distinct
+
+
 class ServedKeys:
-    """The primary keys each resource was served during one run, at 8 bytes a key.
+    """The primary keys each resource was served during one run, at 8 bytes a key, the keys it was
+    served more than once, and whether each whole-list read saw the end of its list.
 
     Its step sees every record before dlt's incremental filter drops unchanged ones (dlt runs
     processing steps before the incremental step), so a key counts as served even when its row is
-    not rewritten.
+    not rewritten, and a key served twice is counted even when neither record is written.
     """
 
     def __init__(self) -> None:
-        self._hashes: dict[str, array[int]] = {}
+        self._resources: dict[str, _ResourceKeys] = {}
+
+    def _keys(self, resource: str) -> _ResourceKeys:
+        return self._resources.setdefault(resource, _ResourceKeys())
 
     def step(self, resource: str, key_columns: Sequence[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """A dlt `map` step recording the key of every record of `resource`.
@@ -59,7 +126,7 @@ class ServedKeys:
             key_columns: The primary key as warehouse columns (snake_case); records carry the API's
                 field names (camelCase), matched through dlt's naming convention.
         """
-        hashes = self._hashes.setdefault(resource, array("q"))
+        keys = self._keys(resource)
         fields: list[str] = []
 
         def observe(record: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +138,7 @@ class ServedKeys:
                 raise MissingKeyError(
                     resource, [f for f, v in zip(fields, values, strict=True) if v in (None, "")], record
                 )
-            hashes.append(_key_hash(values))
+            keys.add(_key_hash(values), values)
             return record
 
         return observe
@@ -90,7 +157,20 @@ class ServedKeys:
 
     def sorted_hashes(self, resource: str) -> array[int]:
         """The distinct key hashes served for `resource`, sorted for lookups."""
-        return array("q", sorted(set(self._hashes.get(resource, ()))))
+        keys = self._resources.get(resource)
+        return keys.distinct() if keys else array("q")
+
+    def repeats(self, resource: str) -> Repeats:
+        """The keys served more than once for `resource` in this run.
+
+        Offset paging over data that changes during the sync serves a record twice (and may skip
+        another); an API can also serve two different records under one key. Either way the merge
+        keeps one row, so only this count shows it.
+        """
+        keys = self._resources.get(resource)
+        if keys is None:
+            return Repeats(0, ())
+        return Repeats(len(keys.hashes) - len(keys.distinct()), tuple(keys.sample))
 
 
 @dataclass(frozen=True)
