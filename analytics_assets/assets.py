@@ -174,7 +174,9 @@ class _Load:
             return None  # a nightly read of a window: deletions wait for the reconciliation
         result = sweep(self.pipeline, resource, endpoint.primary_key, served)
         log = self.context.log
-        if result.skipped:
+        if result.warning:
+            log.warning(f"{self.api.name} API, {resource}: {result.warning}")
+        elif result.skipped:
             log.warning(
                 f"{self.api.name} API served no {resource} this run; kept the warehouse rows. If the source"
                 " is really empty, run a refresh (run config `refresh: true`)."

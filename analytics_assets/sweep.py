@@ -114,6 +114,7 @@ class ServedKeys:
 
     def __init__(self) -> None:
         self._resources: dict[str, _ResourceKeys] = {}
+        self._parents: dict[str, str] = {}
 
     def _keys(self, resource: str) -> _ResourceKeys:
         return self._resources.setdefault(resource, _ResourceKeys())
@@ -145,7 +146,9 @@ class ServedKeys:
 
     def track(self, config: RESTAPIConfig) -> RESTAPIConfig:
         """Add the recording step to every resource of a `rest_api` config (in place) and return it."""
-        keys = {name: endpoint.primary_key for name, endpoint in endpoints(config).items()}
+        catalog = endpoints(config)
+        keys = {name: endpoint.primary_key for name, endpoint in catalog.items()}
+        self._parents.update({name: e.parent for name, e in catalog.items() if e.parent})
         for resource in config["resources"]:
             assert isinstance(resource, dict), "configs here list resources as dicts"
             name = str(resource["name"])
@@ -154,6 +157,30 @@ class ServedKeys:
                 {"map": self.step(name, keys[name])},
             ]
         return config
+
+    def reporter(self, resource: str) -> Callable[[str], None]:
+        """A function a paginator of `resource` calls with the reason when it stops short of the end
+        of its list (see `ShortPageOffsetPaginator`). The first reason is kept."""
+        keys = self._keys(resource)
+
+        def report(reason: str) -> None:
+            with keys.lock:
+                keys.end_unseen = keys.end_unseen or reason
+
+        return report
+
+    def end_unseen(self, resource: str) -> str | None:
+        """Why this run did not see the end of the list of `resource` or of its parent's (a child read
+        from part of its parents is part of its list too), or None when it saw every end."""
+        seen: set[str] = set()
+        name: str | None = resource
+        while name is not None and name not in seen:
+            seen.add(name)
+            keys = self._resources.get(name)
+            if keys is not None and keys.end_unseen:
+                return keys.end_unseen if name == resource else f"its parent {name}: {keys.end_unseen}"
+            name = self._parents.get(name)
+        return None
 
     def sorted_hashes(self, resource: str) -> array[int]:
         """The distinct key hashes served for `resource`, sorted for lookups."""
@@ -185,6 +212,19 @@ class SweepResult:
     """Keys the API served that are not in the warehouse (a row skipped while it was unchanged)."""
     skipped: bool = False
     """True when nothing was served, so nothing was removed: an empty answer is more likely a fault."""
+    end_unseen: str | None = None
+    """Why nothing was removed although keys were served: the read did not see the end of the list
+    (an API ignoring the paging parameters), so a key not served may well still exist."""
+
+    @property
+    def warning(self) -> str | None:
+        """What a person should read in the run's log about this sweep, or None."""
+        if self.end_unseen:
+            return (
+                f"deleted nothing this run: {self.end_unseen}. Rows the API may no longer serve are kept"
+                " until a sync reads the whole list; check the endpoint's paging with the API's owner."
+            )
+        return None
 
 
 def _contains(sorted_hashes: array[int], value: int) -> bool:
@@ -195,9 +235,15 @@ def _contains(sorted_hashes: array[int], value: int) -> bool:
 def sweep(pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served: ServedKeys) -> SweepResult:
     """Delete the rows of `table` (and their nested rows) whose key the API did not serve in this run.
 
-    Call it only after a run that read the resource's whole list, inside the same writer lock.
+    Call it only after a run that read the resource's whole list, inside the same writer lock. When
+    a paginator of the resource (or of its parent) reported that it could not see the end of its
+    list, nothing is deleted (`SweepResult.end_unseen`).
     """
     hashes = served.sorted_hashes(table)
+    if (unseen := served.end_unseen(table)) is not None:
+        # Part of a list is no list: a key missing from it proves nothing, and a repair reread would
+        # meet the same wall, so nothing is deleted and nothing counted missing.
+        return SweepResult(served=len(hashes), deleted=0, missing=0, end_unseen=unseen)
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name(table)
         columns = [client.escape_column_name(c) for c in key_columns]

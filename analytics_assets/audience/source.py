@@ -2,7 +2,8 @@
 
 Every resource, path, data selector, paginator and header of the seed is kept; what fails as written
 is fixed (see shared api-notes):
-- no totals: offset paging stops on the first short page (`ShortPageOffsetPaginator`);
+- no totals: offset paging stops on the first short page, or on a page repeating the one before
+  (`ShortPageOffsetPaginator`); `segments` is paged like people (the public connector does);
 - `/accounts` returns a bare JSON array: its data selector is the root (`$`), not `[]`;
 - records have natural keys, not `id` everywhere: each resource names its own primary key;
 - `segment_people` is a dlt child of `segments` (`{resources.segments.id}` in the path), each row
@@ -92,7 +93,14 @@ def audience_config(
                 "primary_key": "id",
                 # The condition tree is arbitrarily deep: one JSON column, not a table per level.
                 "columns": {"conditions": {"data_type": "json"}},
-                "endpoint": {"path": "/segments", "data_selector": "segments", "paginator": "single_page"},
+                # The API's description lists segments as one page, but the public low-code connector
+                # pages it like people: paged here too, so that a paged list is read to its end (and an
+                # API that ignores the parameters costs one extra request).
+                "endpoint": {
+                    "path": "/segments",
+                    "data_selector": "segments",
+                    "paginator": ShortPageOffsetPaginator(offset_param="offset"),
+                },
             },
             {
                 "name": "fields",

@@ -21,6 +21,7 @@ SANDBOX_OPERATIONS = frozenset(
         "pending_faults",
         "set_latency",
         "set_rate_limit",
+        "set_paging",
         "requests",
         "clear_requests",
         "stats",

@@ -267,4 +267,5 @@ class Handler(BaseHTTPRequestHandler):
         endpoint, segment_id = routes.resolve(api, path)
         if endpoint is None:
             return (404, *error_response(api, 404))
-        return routes.serve(sandbox.data, api, endpoint, segment_id, query)
+        paging = sandbox.paging.get(endpoint.resource, "default")
+        return routes.serve(sandbox.data, api, endpoint, segment_id, query, paging)

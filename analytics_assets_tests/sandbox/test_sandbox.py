@@ -632,6 +632,34 @@ def test_rate_limit(sb: Sandbox) -> None:
         sb.set_rate_limit("other", 1)
 
 
+def test_paging_modes_of_an_endpoint() -> None:
+    with Sandbox(SandboxConfig(seed=7, people=10, segments=150, members_per_segment=2), port=0) as sb:
+        segments = "/audience/v1/segments"
+
+        def ids_of(query: dict[str, Any]) -> list[int]:
+            return [s["id"] for s in get(sb, segments, query).json()["segments"]]
+
+        everything = [s["id"] for s in sb.data.records("segments")]
+        assert len(everything) == 150 and ids_of({}) == everything  # documented as one page
+        sb.set_paging("segments", "pages")
+        assert ids_of({}) == everything[:100]  # at most 100 a page, 100 without `limit`
+        assert ids_of({"limit": 100, "offset": 100}) == everything[100:]
+        sb.set_paging("segments", "ignore")
+        assert ids_of({"limit": 100, "offset": 100}) == everything
+        sb.set_paging("segments", "ignore_first_page")
+        assert ids_of({"limit": 100, "offset": 100}) == ids_of({"limit": 10}) == everything[:100]
+        assert SandboxClient(sb.url).info()["paging"] == {"segments": "ignore_first_page"}
+        SandboxClient(sb.url).set_paging("segments", "default")
+        assert ids_of({}) == everything and sb.paging == {}
+        sb.set_paging("segments", "ignore")
+        sb.reset()
+        assert ids_of({}) == everything
+        with pytest.raises(ValueError):
+            sb.set_paging("segments", "sideways")
+        with pytest.raises(ValueError):
+            sb.set_paging("nothing", "pages")
+
+
 def test_global_latency_still_serves(sb: Sandbox) -> None:
     sb.set_latency(0.01)
     assert get(sb, PEOPLE).status == 200
