@@ -10,7 +10,7 @@ import requests
 from dlt.extract.exceptions import PipeException
 
 from analytics_assets.catalog import Endpoint
-from analytics_assets.sweep import MissingKeyError
+from analytics_assets.sweep import KeyTypeError, MissingKeyError
 from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats
 
 
@@ -64,6 +64,16 @@ def explain(
                 f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
                 f" {', '.join(cause.fields)}, the key it is merged on. Nothing was loaded for this API; the"
                 f" record is {cause.sample}. Report it to the API's owner, or wait for a corrected record."
+            )
+        if isinstance(cause, KeyTypeError):
+            shown = repr(cause.value)
+            shown = shown if len(shown) <= 120 else f"{shown[:117]}..."
+            return (
+                f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has {cause.field}"
+                f" {shown} ({cause.found}), but {cause.resource} are keyed by {cause.expected}. Its key cannot"
+                f" be merged with the others, so nothing was loaded for this API. Report the record to the"
+                f" API's owner; if the API now really sends {cause.field} as {cause.found}, change the key"
+                f" column's type in analytics_assets/{api}/source.py and run a refresh of {api}/{cause.resource}."
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,46 @@ class MissingKeyError(ValueError):
         self.fields = list(fields)
         self.sample = {k: record[k] for k in list(record)[:4]}
         super().__init__(f"a {resource} record has no {', '.join(fields)}: {self.sample}")
+
+
+class KeyTypeError(TypeError):
+    """A record's key is of another type than the key column's: it cannot be merged with the others
+    (dlt would put it in a variant column and leave the key null), so the run stops."""
+
+    def __init__(self, resource: str, field: str, value: Any, expected: str) -> None:
+        self.resource = resource
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.found = next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), "a value")
+        super().__init__(
+            f"a {resource} record has {field} {value!r} ({self.found}) where {expected} is expected"
+        )
+
+
+# The key column types a config may declare (dlt `columns` hints), and the JSON values they accept.
+_KEY_TYPES: dict[str, Callable[[Any], bool]] = {
+    "bigint": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "text": lambda v: isinstance(v, str),
+}
+_EXPECTED_NAMES = {"bigint": "a whole number", "text": "a string"}
+_JSON_TYPE_NAMES = ((bool, "a boolean"), (str, "a string"), (int, "a whole number"), (float, "a number"),
+                    (dict, "an object"), (list, "a list"))  # fmt: skip
+
+
+def key_column_types(config: RESTAPIConfig) -> dict[str, dict[str, str]]:
+    """resource -> key column -> declared type, for the key columns whose type the config declares."""
+    default_columns = (config.get("resource_defaults") or {}).get("columns") or {}
+    declared: dict[str, dict[str, str]] = {}
+    for name, endpoint in endpoints(config).items():
+        resource = next(r for r in config["resources"] if isinstance(r, dict) and r["name"] == name)
+        columns = {**default_columns, **(resource.get("columns") or {})}  # type: ignore[dict-item]
+        declared[name] = {
+            column: str(hint["data_type"])
+            for column in endpoint.primary_key
+            if isinstance(hint := columns.get(column), dict) and hint.get("data_type") in _KEY_TYPES
+        }
+    return declared
 
 
 def _key_hash(values: Iterable[Any]) -> int:
@@ -119,16 +159,22 @@ class ServedKeys:
     def _keys(self, resource: str) -> _ResourceKeys:
         return self._resources.setdefault(resource, _ResourceKeys())
 
-    def step(self, resource: str, key_columns: Sequence[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        """A dlt `map` step recording the key of every record of `resource`.
+    def step(
+        self, resource: str, key_columns: Sequence[str], key_types: Mapping[str, str] | None = None
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """A dlt `map` step recording the key of every record of `resource`, and checking it.
 
         Args:
             resource: The resource name.
             key_columns: The primary key as warehouse columns (snake_case); records carry the API's
                 field names (camelCase), matched through dlt's naming convention.
+            key_types: Declared types of key columns (`bigint`, `text`): a key of another type stops
+                the run with `KeyTypeError`, naming the value.
         """
         keys = self._keys(resource)
         fields: list[str] = []
+        checks = [(column, _KEY_TYPES[t], t) for column, t in (key_types or {}).items()]
+        positions = {column: i for i, column in enumerate(key_columns)}
 
         def observe(record: dict[str, Any]) -> dict[str, Any]:
             if not fields:
@@ -139,6 +185,9 @@ class ServedKeys:
                 raise MissingKeyError(
                     resource, [f for f, v in zip(fields, values, strict=True) if v in (None, "")], record
                 )
+            for column, accepts, declared in checks:
+                if not accepts(value := values[positions[column]]):
+                    raise KeyTypeError(resource, fields[positions[column]], value, _EXPECTED_NAMES[declared])
             keys.add(_key_hash(values), values)
             return record
 
@@ -148,13 +197,14 @@ class ServedKeys:
         """Add the recording step to every resource of a `rest_api` config (in place) and return it."""
         catalog = endpoints(config)
         keys = {name: endpoint.primary_key for name, endpoint in catalog.items()}
+        types = key_column_types(config)
         self._parents.update({name: e.parent for name, e in catalog.items() if e.parent})
         for resource in config["resources"]:
             assert isinstance(resource, dict), "configs here list resources as dicts"
             name = str(resource["name"])
             resource["processing_steps"] = [
                 *(resource.get("processing_steps") or []),
-                {"map": self.step(name, keys[name])},
+                {"map": self.step(name, keys[name], types[name])},
             ]
         return config
 

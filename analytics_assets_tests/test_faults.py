@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import ExecuteInProcessResult
 
+from analytics_assets.rest import PathSegment
 from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
@@ -199,11 +200,41 @@ def test_a_plain_http_base_url_beyond_this_machine_is_refused(
 
 
 def test_a_parent_value_cannot_change_the_child_path(configured: Sandbox, warehouse: Warehouse) -> None:
+    # A text segment id stops the run before its members are requested (see the test below); were it
+    # requested, dlt's unquoted formatting of the path would be percent-encoded by `PathSegment`.
     configured.data.add_raw_record("segments", {"id": "1/../../accounts", "name": "sneaky"})
     materialize("audience/segment_people", raise_on_error=False)
     paths = [r["path"] for r in configured.requests(api="audience")]
-    assert "/audience/v1/segments/1%2F..%2F..%2Faccounts/people" in paths
     assert "/audience/v1/accounts" not in paths
+    assert all(".." not in path for path in paths)
+    assert "/segments/{id}/people".format(id=PathSegment("1/../../accounts?x#y")) == (
+        "/segments/1%2F..%2F..%2Faccounts%3Fx%23y/people"
+    )
+
+
+@pytest.mark.parametrize("hostile", ["1/../people/all?limit=1#x", "1002"])
+def test_a_segment_id_sent_as_text_fails_naming_it_and_changes_nothing(
+    configured: Sandbox, warehouse: Warehouse, hostile: str
+) -> None:
+    selection = ("audience/segments", "audience/segment_people")
+    assert materialize(*selection).success
+
+    def snapshot() -> list[list[tuple]]:
+        return [
+            warehouse.query(f"select * from audience.{table} order by 1, 2")
+            for table in ("segments", "segment_people", "_dlt_loads")
+        ]
+
+    before = snapshot()
+    configured.data.add_raw_record("segments", {"id": hostile, "name": "odd", "objectName": "people"})
+    configured.data.add_segment()  # numeric ones after it too
+    result = materialize(*selection, raise_on_error=False)
+    assert not result.success
+    message = failure_message(result)
+    assert "audience API: a segments record on GET /audience/v1/segments?" in message
+    assert f"has id {hostile!r} (a string), but segments are keyed by a whole number" in message
+    assert "analytics_assets/audience/source.py" in message
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize("sandbox", [replace(SMALL, responses=25_000)], indirect=True)
