@@ -70,10 +70,10 @@ def explain(
             shown = shown if len(shown) <= 120 else f"{shown[:117]}..."
             return (
                 f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has {cause.field}"
-                f" {shown} ({cause.found}), but {cause.resource} are keyed by {cause.expected}. Its key cannot"
-                f" be merged with the others, so nothing was loaded for this API. Report the record to the"
-                f" API's owner; if the API now really sends {cause.field} as {cause.found}, change the key"
-                f" column's type in analytics_assets/{api}/source.py and run a refresh of {api}/{cause.resource}."
+                f" {shown} ({cause.found}), but {cause.before}. A key that changes type cannot be merged (dlt"
+                " would put the value in a variant column and leave the key empty), so nothing was loaded"
+                " for this API. Report the record to the API's owner; if the API now sends every"
+                f" {cause.field} as {cause.found}, run a refresh of {api}/{cause.resource} to load it anew."
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code

@@ -53,14 +53,16 @@ class ShortPageOffsetPaginator(OffsetPaginator):
         self.on_end_unseen: Callable[[str], None] | None = None
         """Called with the reason when a read stops without having seen the end of its list. A plain
         function, so that it is shared by the copies dlt makes of the paginator (one per parent row)."""
-        self._previous: tuple[int, int] | None = None  # (hash of the body, records) of the last page
+        self._previous: int | None = None  # the fingerprint of the last page
 
     def init_request(self, request: Request) -> None:
         self._previous = None
         super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        page = (hash(response.content), len(data or ()))
+        # A page's records, not its body (which may carry a timestamp): its size and its first and
+        # last records, taken before dlt's steps change them. Two pages of one list never share those.
+        page = hash((len(data), repr(data[0]), repr(data[-1]))) if data else None
         if data and page == self._previous:
             self._has_next_page = False
             if len(data) <= self.limit and self.on_end_unseen is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,43 +37,39 @@ class MissingKeyError(ValueError):
 
 
 class KeyTypeError(TypeError):
-    """A record's key is of another type than the key column's: it cannot be merged with the others
-    (dlt would put it in a variant column and leave the key null), so the run stops."""
+    """A record's key is of another type than the same key before (in the warehouse, or earlier in this
+    run): it cannot be merged with the others (dlt would put it in a variant column and leave the key
+    null), so the run stops."""
 
-    def __init__(self, resource: str, field: str, value: Any, expected: str) -> None:
+    def __init__(self, resource: str, field: str, value: Any, found: str, before: str) -> None:
         self.resource = resource
         self.field = field
         self.value = value
-        self.expected = expected
-        self.found = next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)), "a value")
-        super().__init__(
-            f"a {resource} record has {field} {value!r} ({self.found}) where {expected} is expected"
-        )
+        self.found = found
+        self.before = before
+        """What the key was before, as a clause: `the warehouse's segments.id holds whole numbers`."""
+        super().__init__(f"a {resource} record has {field} {value!r} ({found}), but {before}")
 
 
-# The key column types a config may declare (dlt `columns` hints), and the JSON values they accept.
-_KEY_TYPES: dict[str, Callable[[Any], bool]] = {
-    "bigint": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "text": lambda v: isinstance(v, str),
-}
-_EXPECTED_NAMES = {"bigint": "a whole number", "text": "a string"}
-_JSON_TYPE_NAMES = ((bool, "a boolean"), (str, "a string"), (int, "a whole number"), (float, "a number"),
-                    (dict, "an object"), (list, "a list"))  # fmt: skip
+_KINDS = ((bool, "a boolean"), (str, "a string"), (int, "a whole number"), (float, "a number"),
+          (dict, "an object"), (list, "a list"))  # fmt: skip
+# The kind of JSON value a warehouse key column of this dlt type was loaded from.
+_COLUMN_KINDS = {"bigint": "a whole number", "text": "a string", "double": "a number", "bool": "a boolean"}
 
 
-def key_column_types(config: RESTAPIConfig) -> dict[str, dict[str, str]]:
-    """resource -> key column -> declared type, for the key columns whose type the config declares."""
-    default_columns = (config.get("resource_defaults") or {}).get("columns") or {}
-    declared: dict[str, dict[str, str]] = {}
-    for name, endpoint in endpoints(config).items():
-        resource = next(r for r in config["resources"] if isinstance(r, dict) and r["name"] == name)
-        columns = {**default_columns, **(resource.get("columns") or {})}  # type: ignore[dict-item]
-        declared[name] = {
-            column: str(hint["data_type"])
-            for column in endpoint.primary_key
-            if isinstance(hint := columns.get(column), dict) and hint.get("data_type") in _KEY_TYPES
-        }
-    return declared
+def _kind(value: Any) -> str:
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), type(value).__name__)
+
+
+def _stored_kinds(resource: str, key_columns: Sequence[str]) -> list[str | None]:
+    """The kind of value each key column of the warehouse holds, from the schema dlt extracts with
+    (restored from the warehouse at the start of the run); None for a column not loaded yet."""
+    try:
+        schema = dlt.current.source_schema()
+    except Exception:  # outside an extraction, or in a thread without dlt's context: within-run only
+        return [None] * len(key_columns)
+    columns = (schema.tables.get(resource) or {}).get("columns") or {}
+    return [_COLUMN_KINDS.get(str((columns.get(c) or {}).get("data_type"))) for c in key_columns]
 
 
 def _key_hash(values: Iterable[Any]) -> int:
@@ -83,8 +80,8 @@ def _key_hash(values: Iterable[Any]) -> int:
 
 _SAMPLE_SIZE = 5
 """How many key values served twice a run keeps to name them (the checks show up to five)."""
-_RECENT_MAX = 1 << 16
-"""Slots of the table of recent keys that names repeats (8 bytes each: 512 KB at most per resource)."""
+_WINDOW = 4_096
+"""How many of the latest distinct keys are held as a set, to name repeats (under 1 MB)."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +101,12 @@ class _ResourceKeys:
 
     def __init__(self) -> None:
         self.hashes: array[int] = array("q")
-        # A direct-mapped table of the latest keys seen (slot = low bits of the hash): a key found
-        # in its slot was served before, so its value can be kept. Repeats come from one page or
-        # from a record shifted across a page boundary, so the latest few thousand keys catch them;
-        # the exact count comes from all the hashes at the end (`repeats`).
-        self.recent: array[int] = array("q", [0]) * 1024
+        # The latest distinct keys (a set, and their order to forget the oldest): a key found there was
+        # served before, so its value can be kept. Repeats come from one page, or from a record shifted
+        # across a page boundary, well within the window; one repeated farther apart is still counted
+        # (from all the hashes, in `repeats`), only not named.
+        self.window: set[int] = set()
+        self.order: deque[int] = deque()
         self.sample: list[Any] = []
         self.lock = threading.Lock()
         self.end_unseen: str | None = None
@@ -116,25 +114,18 @@ class _ResourceKeys:
         self._total = 0
 
     def add(self, key_hash: int, values: list[Any]) -> None:
-        recent = self.recent
-        slot = key_hash & (len(recent) - 1)
-        if recent[slot] == key_hash and len(self.sample) < _SAMPLE_SIZE:
-            value = values[0] if len(values) == 1 else [*values]
-            with self.lock:
-                if len(self.sample) < _SAMPLE_SIZE and value not in self.sample:
-                    self.sample.append(value)
-        recent[slot] = key_hash
+        if key_hash in self.window:
+            if len(self.sample) < _SAMPLE_SIZE:
+                value = values[0] if len(values) == 1 else [*values]
+                with self.lock:
+                    if len(self.sample) < _SAMPLE_SIZE and value not in self.sample:
+                        self.sample.append(value)
+        else:
+            self.window.add(key_hash)
+            self.order.append(key_hash)
+            if len(self.order) > _WINDOW:
+                self.window.discard(self.order.popleft())
         self.hashes.append(key_hash)
-        if len(self.hashes) == len(recent) < _RECENT_MAX:
-            self._grow()
-
-    def _grow(self) -> None:
-        with self.lock:
-            grown = array("q", [0]) * (len(self.recent) * 4)
-            mask = len(grown) - 1
-            for key_hash in self.hashes[-len(self.recent) :]:  # the latest keys, oldest first
-                grown[key_hash & mask] = key_hash
-            self.recent = grown
 
     def distinct(self) -> array[int]:
         if self._distinct is None or len(self.hashes) != self._total:
@@ -159,22 +150,21 @@ class ServedKeys:
     def _keys(self, resource: str) -> _ResourceKeys:
         return self._resources.setdefault(resource, _ResourceKeys())
 
-    def step(
-        self, resource: str, key_columns: Sequence[str], key_types: Mapping[str, str] | None = None
-    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def step(self, resource: str, key_columns: Sequence[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
         """A dlt `map` step recording the key of every record of `resource`, and checking it.
+
+        A key must be set (else `MissingKeyError`) and keep one kind of value (a number stays a number):
+        the kind the warehouse column holds, or, for a table not loaded yet, the kind of the run's first
+        record (else `KeyTypeError`, naming the value).
 
         Args:
             resource: The resource name.
             key_columns: The primary key as warehouse columns (snake_case); records carry the API's
                 field names (camelCase), matched through dlt's naming convention.
-            key_types: Declared types of key columns (`bigint`, `text`): a key of another type stops
-                the run with `KeyTypeError`, naming the value.
         """
         keys = self._keys(resource)
         fields: list[str] = []
-        checks = [(column, _KEY_TYPES[t], t) for column, t in (key_types or {}).items()]
-        positions = {column: i for i, column in enumerate(key_columns)}
+        kinds: list[tuple[str, str]] = []  # per key field: (kind, where that kind comes from)
 
         def observe(record: dict[str, Any]) -> dict[str, Any]:
             if not fields:
@@ -185,9 +175,23 @@ class ServedKeys:
                 raise MissingKeyError(
                     resource, [f for f, v in zip(fields, values, strict=True) if v in (None, "")], record
                 )
-            for column, accepts, declared in checks:
-                if not accepts(value := values[positions[column]]):
-                    raise KeyTypeError(resource, fields[positions[column]], value, _EXPECTED_NAMES[declared])
+            if not kinds:
+                stored = _stored_kinds(resource, key_columns)
+                for column, field, value, kind in zip(key_columns, fields, values, stored, strict=True):
+                    if kind is None:
+                        kinds.append(
+                            (
+                                _kind(value),
+                                f"the first {resource} record of this run had {field} {value!r} ({_kind(value)})",
+                            )
+                        )
+                    else:
+                        kinds.append(
+                            (kind, f"the warehouse's {resource}.{column} holds {kind.split(' ', 1)[1]}s")
+                        )
+            for field, value, (kind, before) in zip(fields, values, kinds, strict=True):
+                if _kind(value) != kind:
+                    raise KeyTypeError(resource, field, value, _kind(value), before)
             keys.add(_key_hash(values), values)
             return record
 
@@ -197,14 +201,13 @@ class ServedKeys:
         """Add the recording step to every resource of a `rest_api` config (in place) and return it."""
         catalog = endpoints(config)
         keys = {name: endpoint.primary_key for name, endpoint in catalog.items()}
-        types = key_column_types(config)
         self._parents.update({name: e.parent for name, e in catalog.items() if e.parent})
         for resource in config["resources"]:
             assert isinstance(resource, dict), "configs here list resources as dicts"
             name = str(resource["name"])
             resource["processing_steps"] = [
                 *(resource.get("processing_steps") or []),
-                {"map": self.step(name, keys[name], types[name])},
+                {"map": self.step(name, keys[name])},
             ]
         return config
 

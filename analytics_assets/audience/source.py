@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
@@ -26,13 +25,6 @@ from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
-
-
-# Key columns have declared types (the API's, see api-notes): a key of another type, such as a segment
-# id sent as text, stops the run naming the resource, the field and the value (`KeyTypeError`). Left
-# to dlt, it would go to a variant column (`id__v_text`) and fail normalize on a null key.
-NUMBER_KEY: TColumnSchema = {"data_type": "bigint"}
-TEXT_KEY: TColumnSchema = {"data_type": "text"}
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -71,13 +63,11 @@ def audience_config(
             {
                 "name": "schemas",
                 "primary_key": "name",
-                "columns": {"name": TEXT_KEY},
                 "endpoint": {"path": "/schemas", "data_selector": "objects", "paginator": "single_page"},
             },
             {
                 "name": "peoples",
                 "primary_key": "id",
-                "columns": {"id": TEXT_KEY},
                 "endpoint": {
                     "path": "/people/all",
                     "data_selector": "people",
@@ -88,7 +78,6 @@ def audience_config(
             {
                 "name": "accounts",
                 "primary_key": "account_id",
-                "columns": {"account_id": NUMBER_KEY},
                 "endpoint": {"path": "/accounts", "data_selector": "$", "paginator": "single_page"},
                 # Account payloads carry the account's own live credentials (`apiKeys`, `writeKey`,
                 # `webhookSeed`): dropped by name pattern, at any depth, before dlt sees them.
@@ -97,14 +86,13 @@ def audience_config(
             {
                 "name": "account_tags",
                 "primary_key": "tag",
-                "columns": {"tag": TEXT_KEY},
                 "endpoint": {"path": "/tags-management", "data_selector": "tags", "paginator": "single_page"},
             },
             {
                 "name": "segments",
                 "primary_key": "id",
                 # The condition tree is arbitrarily deep: one JSON column, not a table per level.
-                "columns": {"id": NUMBER_KEY, "conditions": {"data_type": "json"}},
+                "columns": {"conditions": {"data_type": "json"}},
                 # The API's description lists segments as one page, but the public low-code connector
                 # pages it like people: paged here too, so that a paged list is read to its end (and an
                 # API that ignores the parameters costs one extra request).
@@ -117,13 +105,11 @@ def audience_config(
             {
                 "name": "fields",
                 "primary_key": "name",
-                "columns": {"name": TEXT_KEY},
                 "endpoint": {"path": "/fields", "data_selector": "items", "paginator": "single_page"},
             },
             {
                 "name": "segment_people",
                 "primary_key": ["segment_id", "id"],
-                "columns": {"segment_id": NUMBER_KEY, "id": TEXT_KEY},
                 "include_from_parent": ["id"],
                 "endpoint": {
                     "path": "/segments/{resources.segments.id}/people",

@@ -67,13 +67,7 @@ def feedback_config(
             "auth": {"type": "api_key", "name": api_key_header, "api_key": api_key, "location": "header"},
         },
         # `parallelized`: endpoints are read side by side, not one after another.
-        # Every key is a cuid string; declared, so that a key of another type stops the run clearly.
-        "resource_defaults": {
-            "primary_key": "id",
-            "columns": {"id": {"data_type": "text"}},
-            "write_disposition": "merge",
-            "parallelized": True,
-        },
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge", "parallelized": True},
         "resources": [
             single_page("surveys", "/v1/management/surveys"),
             single_page("action_classes", "/v1/management/action-classes"),
