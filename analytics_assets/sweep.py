@@ -18,6 +18,7 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.catalog import endpoints
@@ -66,7 +67,7 @@ def _stored_kinds(resource: str, key_columns: Sequence[str]) -> list[str | None]
     (restored from the warehouse at the start of the run); None for a column not loaded yet."""
     try:
         schema = dlt.current.source_schema()
-    except Exception:  # outside an extraction, or in a thread without dlt's context: within-run only
+    except CurrentSourceSchemaNotAvailable:  # outside an extraction: within the run only
         return [None] * len(key_columns)
     columns = (schema.tables.get(resource) or {}).get("columns") or {}
     return [_COLUMN_KINDS.get(str((columns.get(c) or {}).get("data_type"))) for c in key_columns]
