@@ -225,7 +225,9 @@ class _Load:
             return None  # a nightly read of a window: deletions wait for the reconciliation
         result = sweep(pipeline, resource, endpoint.primary_key, self.served)
         log = self.context.log
-        if result.skipped:
+        if result.warning:
+            log.warning(f"{self.api.name} API, {resource}: {result.warning}")
+        elif result.skipped:
             log.warning(
                 f"{self.api.name} API served no {resource} this run; kept the warehouse rows. If the source"
                 " is really empty, run a refresh (run config `refresh: true`)."
@@ -247,10 +249,13 @@ class _Load:
 
     def metadata(self, load: EndpointLoad, swept: SweepResult | None) -> dict[str, Any]:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
+        repeats = self.served.repeats(load.resource)  # read by the `primary_key_unique` check
         metadata: dict[str, Any] = {
             "dagster/row_count": MetadataValue.int(_row_count(load.pipeline, load.resource)),
             "sync": MetadataValue.text(sync),
             "served_by": MetadataValue.text(f"GET {load.path}"),
+            "keys_served_twice": MetadataValue.int(repeats.count),
+            "keys_served_twice_sample": MetadataValue.json(list(repeats.sample)),
         }
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)

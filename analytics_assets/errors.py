@@ -10,7 +10,7 @@ import requests
 from dlt.extract.exceptions import PipeException
 
 from analytics_assets.catalog import Endpoint
-from analytics_assets.sweep import MissingKeyError
+from analytics_assets.sweep import KeyTypeError, MissingKeyError
 from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats
 
 
@@ -85,6 +85,16 @@ def explain(
                 f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
                 f" {', '.join(cause.fields)}, the key it is merged on. Nothing of this endpoint was loaded; the"
                 f" record is {cause.sample}. Report it to the API's owner, or wait for a corrected record."
+            )
+        if isinstance(cause, KeyTypeError):
+            shown = repr(cause.value)
+            shown = shown if len(shown) <= 120 else f"{shown[:117]}..."
+            return (
+                f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has {cause.field}"
+                f" {shown} ({cause.found}), but {cause.before}. A key that changes type cannot be merged (dlt"
+                " would put the value in a variant column and leave the key empty), so nothing of this"
+                " endpoint was loaded. Report the record to the API's owner; if the API now sends every"
+                f" {cause.field} as {cause.found}, run a refresh of {api}/{cause.resource} to load it anew."
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code

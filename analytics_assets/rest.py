@@ -7,15 +7,15 @@ Plain dlt, no Dagster import: the sources built from these run in a bare dlt pip
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from dlt.common import jsonpath
 from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
-from requests import Response
+from requests import Request, Response
 
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import Transport, check_base_url, expect_json
@@ -27,11 +27,19 @@ _PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
 
 class ShortPageOffsetPaginator(OffsetPaginator):
-    """Offset paging for APIs that return no total.
+    """Offset paging for APIs that return no total, read to the end of the list or saying it was not.
 
     dlt's `OffsetPaginator` needs a `total` field (neither API has one) or pages until an empty page.
-    A page with fewer than `limit` records is already the last one, so this paginator stops there and
-    saves the request for the empty page.
+    This one stops:
+    - on a page with fewer than `limit` records: it is the last one (no request for the empty page);
+    - on a page that repeats the previous one: the API ignores the paging parameters and answers the
+      same records whatever the offset. The repeat is not passed on (its records were already). When
+      the first answer was longer than `limit`, the API ignored the limit too and that answer was its
+      whole list; otherwise (a page of `limit` records, again and again) the rest of the list is out
+      of reach, and `on_end_unseen` is told why, so that this read deletes nothing (see `sweep`).
+
+    A page longer than `limit` moves the offset past all of its records, so an API that ignores only
+    the limit is read without overlap.
     """
 
     def __init__(self, offset_param: str, limit: int = PAGE_SIZE, limit_param: str = "limit") -> None:
@@ -42,23 +50,38 @@ class ShortPageOffsetPaginator(OffsetPaginator):
             total_path=None,
             stop_after_empty_page=True,
         )
+        self.on_end_unseen: Callable[[str], None] | None = None
+        """Called with the reason when a read stops without having seen the end of its list. A plain
+        function, so that it is shared by the copies dlt makes of the paginator (one per parent row)."""
+        self._previous: int | None = None  # the fingerprint of the last page
+
+    def init_request(self, request: Request) -> None:
+        self._previous = None
+        super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        # A page's records, not its body (which may carry a timestamp): its size and its first and
+        # last records, taken before dlt's steps change them. Two pages of one list never share those.
+        page = hash((len(data), repr(data[0]), repr(data[-1]))) if data else None
+        if data and page == self._previous:
+            self._has_next_page = False
+            if len(data) <= self.limit and self.on_end_unseen is not None:
+                parts = urlsplit(response.url)
+                self.on_end_unseen(
+                    f"GET {parts.path} answered the same {len(data)} records at {self.param_name}="
+                    f"{self.current_value} as on the page before: the API ignores the paging parameters"
+                    f" ({self.limit_param}, {self.param_name}), so the end of the list was never seen"
+                )
+            # dlt wraps `data` into the page it yields after this call: these records were passed on
+            # with the previous page already, and are not served twice.
+            data.clear()
+            return
+        self._previous = page
         super().update_state(response, data)
         if data is not None and len(data) < self.limit:
             self._has_next_page = False
-
-
-def drop_fields(fields: Iterable[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A dlt `map` step that removes fields which must not reach the warehouse (e.g. credentials)."""
-    dropped = frozenset(fields)
-
-    def _drop(record: dict[str, Any]) -> dict[str, Any]:
-        for field in dropped.intersection(record):
-            del record[field]
-        return record
-
-    return _drop
+        elif data is not None and len(data) > self.limit:
+            self.current_value += len(data) - self.limit
 
 
 class PathSegment(str):
@@ -110,6 +133,11 @@ def assemble(
         for parent, field in _PLACEHOLDER.findall(str(endpoint.get("path", ""))):
             steps = by_name[parent].get("processing_steps") or []
             by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
+    if served_keys is not None:
+        for name, resource in by_name.items():
+            paginator = resource["endpoint"].get("paginator")  # type: ignore[union-attr]
+            if isinstance(paginator, ShortPageOffsetPaginator):
+                paginator.on_end_unseen = served_keys.reporter(name)
     built = rest_api_resources(served_keys.track(config) if served_keys else config)
     # dlt 1.31 drops `parallelized` from top-level rest_api resources (their generator takes an
     # `Incremental`, and the incremental wrapper replaces the parallel one): they would run one after

@@ -7,8 +7,10 @@ runs after the load with the pipeline's SQL client (DuckDB, PostgreSQL, any SQL 
 
 from __future__ import annotations
 
+import threading
 from array import array
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.catalog import endpoints
@@ -34,33 +37,135 @@ class MissingKeyError(ValueError):
         super().__init__(f"a {resource} record has no {', '.join(fields)}: {self.sample}")
 
 
+class KeyTypeError(TypeError):
+    """A record's key is of another type than the same key before (in the warehouse, or earlier in this
+    run): it cannot be merged with the others (dlt would put it in a variant column and leave the key
+    null), so the run stops."""
+
+    def __init__(self, resource: str, field: str, value: Any, found: str, before: str) -> None:
+        self.resource = resource
+        self.field = field
+        self.value = value
+        self.found = found
+        self.before = before
+        """What the key was before, as a clause: `the warehouse's segments.id holds whole numbers`."""
+        super().__init__(f"a {resource} record has {field} {value!r} ({found}), but {before}")
+
+
+_KINDS = ((bool, "a boolean"), (str, "a string"), (int, "a whole number"), (float, "a number"),
+          (dict, "an object"), (list, "a list"))  # fmt: skip
+# The kind of JSON value a warehouse key column of this dlt type was loaded from.
+_COLUMN_KINDS = {"bigint": "a whole number", "text": "a string", "double": "a number", "bool": "a boolean"}
+
+
+def _kind(value: Any) -> str:
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), type(value).__name__)
+
+
+def _stored_kinds(resource: str, key_columns: Sequence[str]) -> list[str | None]:
+    """The kind of value each key column of the warehouse holds, from the schema dlt extracts with
+    (restored from the warehouse at the start of the run); None for a column not loaded yet."""
+    try:
+        schema = dlt.current.source_schema()
+    except CurrentSourceSchemaNotAvailable:  # outside an extraction: within the run only
+        return [None] * len(key_columns)
+    columns = (schema.tables.get(resource) or {}).get("columns") or {}
+    return [_COLUMN_KINDS.get(str((columns.get(c) or {}).get("data_type"))) for c in key_columns]
+
+
 def _key_hash(values: Iterable[Any]) -> int:
     # Python's string hash is 64 bits and stable within a process, which is all a run needs. A collision
     # (about 1 in 10^7 at a million keys) can only keep a deleted row one sync longer, never delete a live one.
     return hash(tuple(str(v) for v in values))
 
 
+_SAMPLE_SIZE = 5
+"""How many key values served twice a run keeps to name them (the checks show up to five)."""
+_WINDOW = 4_096
+"""How many of the latest distinct keys are held as a set, to name repeats (under 1 MB)."""
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Keys the API served more than once in one run."""
+
+    count: int
+    """Records beyond the first of their key (a key served three times counts 2)."""
+    sample: tuple[Any, ...]
+    """Up to five of those keys (a composite key as a list). Best effort: a key repeated far down a
+    long list may go unnamed, the count never misses it."""
+
+
+class _ResourceKeys:
+    """The served keys of one resource: every key's hash (8 bytes) in the order served, and a few
+    of the keys served twice, by value."""
+
+    def __init__(self) -> None:
+        self.hashes: array[int] = array("q")
+        # The latest distinct keys (a set, and their order to forget the oldest): a key found there was
+        # served before, so its value can be kept. Repeats come from one page, or from a record shifted
+        # across a page boundary, well within the window; one repeated farther apart is still counted
+        # (from all the hashes, in `repeats`), only not named.
+        self.window: set[int] = set()
+        self.order: deque[int] = deque()
+        self.sample: list[Any] = []
+        self.lock = threading.Lock()
+        self.end_unseen: str | None = None
+        self._distinct: array[int] | None = None
+        self._total = 0
+
+    def add(self, key_hash: int, values: list[Any]) -> None:
+        if key_hash in self.window:
+            if len(self.sample) < _SAMPLE_SIZE:
+                value = values[0] if len(values) == 1 else [*values]
+                with self.lock:
+                    if len(self.sample) < _SAMPLE_SIZE and value not in self.sample:
+                        self.sample.append(value)
+        else:
+            self.window.add(key_hash)
+            self.order.append(key_hash)
+            if len(self.order) > _WINDOW:
+                self.window.discard(self.order.popleft())
+        self.hashes.append(key_hash)
+
+    def distinct(self) -> array[int]:
+        if self._distinct is None or len(self.hashes) != self._total:
+            self._total = len(self.hashes)
+            self._distinct = array("q", sorted(set(self.hashes)))
+        return self._distinct
+
+
 class ServedKeys:
-    """The primary keys each resource was served during one run, at 8 bytes a key.
+    """The primary keys each resource was served during one run, at 8 bytes a key, the keys it was
+    served more than once, and whether each whole-list read saw the end of its list.
 
     Its step sees every record before dlt's incremental filter drops unchanged ones (dlt runs
     processing steps before the incremental step), so a key counts as served even when its row is
-    not rewritten.
+    not rewritten, and a key served twice is counted even when neither record is written.
     """
 
     def __init__(self) -> None:
-        self._hashes: dict[str, array[int]] = {}
+        self._resources: dict[str, _ResourceKeys] = {}
+        self._parents: dict[str, str] = {}
+
+    def _keys(self, resource: str) -> _ResourceKeys:
+        return self._resources.setdefault(resource, _ResourceKeys())
 
     def step(self, resource: str, key_columns: Sequence[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        """A dlt `map` step recording the key of every record of `resource`.
+        """A dlt `map` step recording the key of every record of `resource`, and checking it.
+
+        A key must be set (else `MissingKeyError`) and keep one kind of value (a number stays a number):
+        the kind the warehouse column holds, or, for a table not loaded yet, the kind of the run's first
+        record (else `KeyTypeError`, naming the value).
 
         Args:
             resource: The resource name.
             key_columns: The primary key as warehouse columns (snake_case); records carry the API's
                 field names (camelCase), matched through dlt's naming convention.
         """
-        hashes = self._hashes.setdefault(resource, array("q"))
+        keys = self._keys(resource)
         fields: list[str] = []
+        kinds: list[tuple[str, str]] = []  # per key field: (kind, where that kind comes from)
 
         def observe(record: dict[str, Any]) -> dict[str, Any]:
             if not fields:
@@ -71,14 +176,33 @@ class ServedKeys:
                 raise MissingKeyError(
                     resource, [f for f, v in zip(fields, values, strict=True) if v in (None, "")], record
                 )
-            hashes.append(_key_hash(values))
+            if not kinds:
+                stored = _stored_kinds(resource, key_columns)
+                for column, field, value, kind in zip(key_columns, fields, values, stored, strict=True):
+                    if kind is None:
+                        kinds.append(
+                            (
+                                _kind(value),
+                                f"the first {resource} record of this run had {field} {value!r} ({_kind(value)})",
+                            )
+                        )
+                    else:
+                        kinds.append(
+                            (kind, f"the warehouse's {resource}.{column} holds {kind.split(' ', 1)[1]}s")
+                        )
+            for field, value, (kind, before) in zip(fields, values, kinds, strict=True):
+                if _kind(value) != kind:
+                    raise KeyTypeError(resource, field, value, _kind(value), before)
+            keys.add(_key_hash(values), values)
             return record
 
         return observe
 
     def track(self, config: RESTAPIConfig) -> RESTAPIConfig:
         """Add the recording step to every resource of a `rest_api` config (in place) and return it."""
-        keys = {name: endpoint.primary_key for name, endpoint in endpoints(config).items()}
+        catalog = endpoints(config)
+        keys = {name: endpoint.primary_key for name, endpoint in catalog.items()}
+        self._parents.update({name: e.parent for name, e in catalog.items() if e.parent})
         for resource in config["resources"]:
             assert isinstance(resource, dict), "configs here list resources as dicts"
             name = str(resource["name"])
@@ -88,9 +212,46 @@ class ServedKeys:
             ]
         return config
 
+    def reporter(self, resource: str) -> Callable[[str], None]:
+        """A function a paginator of `resource` calls with the reason when it stops short of the end
+        of its list (see `ShortPageOffsetPaginator`). The first reason is kept."""
+        keys = self._keys(resource)
+
+        def report(reason: str) -> None:
+            with keys.lock:
+                keys.end_unseen = keys.end_unseen or reason
+
+        return report
+
+    def end_unseen(self, resource: str) -> str | None:
+        """Why this run did not see the end of the list of `resource` or of its parent's (a child read
+        from part of its parents is part of its list too), or None when it saw every end."""
+        seen: set[str] = set()
+        name: str | None = resource
+        while name is not None and name not in seen:
+            seen.add(name)
+            keys = self._resources.get(name)
+            if keys is not None and keys.end_unseen:
+                return keys.end_unseen if name == resource else f"its parent {name}: {keys.end_unseen}"
+            name = self._parents.get(name)
+        return None
+
     def sorted_hashes(self, resource: str) -> array[int]:
         """The distinct key hashes served for `resource`, sorted for lookups."""
-        return array("q", sorted(set(self._hashes.get(resource, ()))))
+        keys = self._resources.get(resource)
+        return keys.distinct() if keys else array("q")
+
+    def repeats(self, resource: str) -> Repeats:
+        """The keys served more than once for `resource` in this run.
+
+        Offset paging over data that changes during the sync serves a record twice (and may skip
+        another); an API can also serve two different records under one key. Either way the merge
+        keeps one row, so only this count shows it.
+        """
+        keys = self._resources.get(resource)
+        if keys is None:
+            return Repeats(0, ())
+        return Repeats(len(keys.hashes) - len(keys.distinct()), tuple(keys.sample))
 
 
 @dataclass(frozen=True)
@@ -105,6 +266,19 @@ class SweepResult:
     """Keys the API served that are not in the warehouse (a row skipped while it was unchanged)."""
     skipped: bool = False
     """True when nothing was served, so nothing was removed: an empty answer is more likely a fault."""
+    end_unseen: str | None = None
+    """Why nothing was removed although keys were served: the read did not see the end of the list
+    (an API ignoring the paging parameters), so a key not served may well still exist."""
+
+    @property
+    def warning(self) -> str | None:
+        """What a person should read in the run's log about this sweep, or None."""
+        if self.end_unseen:
+            return (
+                f"deleted nothing this run: {self.end_unseen}. Rows the API may no longer serve are kept"
+                " until a sync reads the whole list; check the endpoint's paging with the API's owner."
+            )
+        return None
 
 
 def _contains(sorted_hashes: array[int], value: int) -> bool:
@@ -115,9 +289,15 @@ def _contains(sorted_hashes: array[int], value: int) -> bool:
 def sweep(pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served: ServedKeys) -> SweepResult:
     """Delete the rows of `table` (and their nested rows) whose key the API did not serve in this run.
 
-    Call it only after a run that read the resource's whole list, inside the same writer lock.
+    Call it only after a run that read the resource's whole list, inside the same writer lock. When
+    a paginator of the resource (or of its parent) reported that it could not see the end of its
+    list, nothing is deleted (`SweepResult.end_unseen`).
     """
     hashes = served.sorted_hashes(table)
+    if (unseen := served.end_unseen(table)) is not None:
+        # Part of a list is no list: a key missing from it proves nothing, and a repair reread would
+        # meet the same wall, so nothing is deleted and nothing counted missing.
+        return SweepResult(served=len(hashes), deleted=0, missing=0, end_unseen=unseen)
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name(table)
         columns = [client.escape_column_name(c) for c in key_columns]

@@ -158,6 +158,29 @@ def test_keys_served_twice_warn_and_keys_stored_twice_are_an_error(
 
 
 @on_every_warehouse
+def test_a_key_served_twice_warns_even_when_the_cursor_drops_both_records(
+    configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance
+) -> None:
+    assert run(instance, "audience/peoples").success  # the cursor now stands at the newest updatedAt
+    served = list(configured.data.records("peoples"))
+    newest = max(p["updatedAt"] for p in served)
+    person = next(p for p in served[200:] if p["updatedAt"] < newest)  # on the last page, unchanged
+    # Another person under the same id, as old: the cursor drops both, so dlt writes neither.
+    configured.data.add_raw_record("peoples", {**person, "firstName": "Other", "email": "other@example.com"})
+    page = configured.data.page("peoples", 200, 100) or []
+    assert [p["id"] for p in page].count(person["id"]) == 2  # one id twice on one page
+
+    result = run(instance, "audience/peoples")
+    assert result.success
+    unique = failed(result)[("audience/peoples", "primary_key_unique")]
+    assert unique.severity == WARN
+    assert metadata(unique) == {"duplicates_served": 1, "duplicate_keys_served": [person["id"]]}
+    # Neither record was written: the row is the first sync's.
+    rows = warehouse.query(f"select first_name from audience.peoples where id = '{person['id']}'")
+    assert rows == [(person["firstName"],)]
+
+
+@on_every_warehouse
 def test_a_blank_key_is_an_error_and_a_missing_one_stops_the_load(
     configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance
 ) -> None:

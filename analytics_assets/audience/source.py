@@ -2,7 +2,8 @@
 
 Every resource, path, data selector, paginator and header of the seed is kept; what fails as written
 is fixed (see shared api-notes):
-- no totals: offset paging stops on the first short page (`ShortPageOffsetPaginator`);
+- no totals: offset paging stops on the first short page, or on a page repeating the one before
+  (`ShortPageOffsetPaginator`); `segments` is paged like people (the public connector does);
 - `/accounts` returns a bare JSON array: its data selector is the root (`$`), not `[]`;
 - records have natural keys, not `id` everywhere: each resource names its own primary key;
 - `segment_people` is a dlt child of `segments` (`{resources.segments.id}` in the path), each row
@@ -17,15 +18,13 @@ import dlt
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
-from analytics_assets.rest import ShortPageOffsetPaginator, assemble, drop_fields
+from analytics_assets.credentials import drop_credentials
+from analytics_assets.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
-
-CREDENTIAL_FIELDS = ("apiKey", "writeKey", "secretKey", "token")
-"""Account payloads can carry credentials of their own; they never reach the warehouse."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +79,9 @@ def audience_config(
                 "name": "accounts",
                 "primary_key": "account_id",
                 "endpoint": {"path": "/accounts", "data_selector": "$", "paginator": "single_page"},
-                "processing_steps": [{"map": drop_fields(CREDENTIAL_FIELDS)}],
+                # Account payloads carry the account's own live credentials (`apiKeys`, `writeKey`,
+                # `webhookSeed`): dropped by name pattern, at any depth, before dlt sees them.
+                "processing_steps": [{"map": drop_credentials}],
             },
             {
                 "name": "account_tags",
@@ -92,7 +93,14 @@ def audience_config(
                 "primary_key": "id",
                 # The condition tree is arbitrarily deep: one JSON column, not a table per level.
                 "columns": {"conditions": {"data_type": "json"}},
-                "endpoint": {"path": "/segments", "data_selector": "segments", "paginator": "single_page"},
+                # The API's description lists segments as one page, but the public low-code connector
+                # pages it like people: paged here too, so that a paged list is read to its end (and an
+                # API that ignores the parameters costs one extra request).
+                "endpoint": {
+                    "path": "/segments",
+                    "data_selector": "segments",
+                    "paginator": ShortPageOffsetPaginator(offset_param="offset"),
+                },
             },
             {
                 "name": "fields",

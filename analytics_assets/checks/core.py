@@ -82,11 +82,8 @@ class CheckContext:
     def dataset(self) -> str:
         return self.sql.dataset_name
 
-    def qualified(self, table: str | None = None, staging: bool = False) -> str:
+    def qualified(self, table: str | None = None) -> str:
         """The quoted, qualified name of a table of the dataset (this asset's by default)."""
-        if staging:
-            with self.sql.with_staging_dataset():
-                return self.sql.make_qualified_table_name(table or self.table)
         return self.sql.make_qualified_table_name(table or self.table)
 
     def column(self, name: str) -> str:
@@ -102,21 +99,20 @@ class CheckContext:
         rows = self.rows(query, *args)
         return rows[0][0] if rows else None
 
-    def columns(self, table: str | None = None, staging: bool = False) -> dict[str, str]:
+    def columns(self, table: str | None = None) -> dict[str, str]:
         """Column name -> the warehouse's data type, empty when the table does not exist."""
-        schema = self.sql.staging_dataset_name if staging else self.dataset
         rows = self.rows(
             "select column_name, data_type from information_schema.columns"
             " where table_schema = %s and table_name = %s",
-            schema,
+            self.dataset,
             table or self.table,
         )
         return {str(name): str(data_type) for name, data_type in rows}
 
-    def exists(self, table: str | None = None, staging: bool = False) -> bool:
+    def exists(self, table: str | None = None) -> bool:
         """Whether the table exists (asked of information_schema: a failed query would abort a
         PostgreSQL transaction)."""
-        return bool(self.columns(table, staging))
+        return bool(self.columns(table))
 
     def count(self, table: str | None = None) -> int:
         """Rows in a table of the dataset; 0 when it does not exist."""

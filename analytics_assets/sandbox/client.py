@@ -255,6 +255,10 @@ class SandboxClient:
         )
         return result
 
+    def set_paging(self, resource: str, mode: str) -> None:
+        """How the endpoint of `resource` pages: default, pages, ignore or ignore_first_page."""
+        self._control.call("set_paging", resource=resource, mode=mode)
+
     def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """Logged API requests, oldest first."""
         return list(self._control.call("requests", api=api, path=path))

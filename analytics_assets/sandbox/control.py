@@ -22,6 +22,7 @@ SANDBOX_OPERATIONS = frozenset(
         "set_latency",
         "set_rate_limit",
         "set_feedback_generation",
+        "set_paging",
         "requests",
         "clear_requests",
         "stats",

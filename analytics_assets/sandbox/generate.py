@@ -420,9 +420,24 @@ class Generator:
             "status": ("active", "active", "trial", "suspended")[h & 3],
             "timezone": TIMEZONES[(h >> 2) % len(TIMEZONES)],
             "peopleCount": self.config.people // max(self.config.accounts, 1) + (h >> 8) % 50,
-            # Credentials-like fields the real payload carries; a loader must not store them.
-            "apiKey": f"ak_fake_{h & 0xFFFFFFFFFFFF:012x}",
+            # The account's own live credentials, in the real payload's shape (the public low-code
+            # connector's schema): a loader must not store any of them. `hasStripeAPIKey` is a
+            # harmless flag with a credential-like name, and nested ones sit in an object and a list.
+            "apiKeys": [f"ak_fake_{(h >> s) & 0xFFFFFFFFFFFF:012x}" for s in (0, 8)],
             "writeKey": f"wk_fake_{(h >> 16) & 0xFFFFFFFFFFFF:012x}",
+            "webhookSeed": f"ws_fake_{(h >> 4) & 0xFFFFFFFFFFFF:012x}",
+            "hasStripeAPIKey": bool(h >> 63),
+            "companyInfo": {
+                "domain": f"{_cycle(ACCOUNT_NAMES, k).split()[0].lower()}.example",
+                "crm": {"provider": "hubspot", "accessToken": f"tk_fake_{(h >> 12) & 0xFFFFFFFFFFFF:012x}"},
+            },
+            "integrations": [
+                {
+                    "provider": "stripe",
+                    "connected": True,
+                    "secretKey": f"sk_fake_{(h >> 2) & 0xFFFFFFFFFFFF:012x}",
+                }
+            ],
         }
 
     def _account_tags(self, k: int, h: int) -> Record:

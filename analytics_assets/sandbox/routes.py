@@ -60,6 +60,11 @@ FEEDBACK_ENDPOINTS = {
     )
 }
 OFFSET_PARAM = {"audience": "offset", "feedback": "skip"}
+PAGING_MODES = ("default", "pages", "ignore", "ignore_first_page")
+"""How an endpoint pages (`Sandbox.set_paging`): as documented above; in pages of at most 100 (100
+without `limit`, like an API that pages an endpoint its description lists as one page); ignoring
+`limit` and the offset, answering the whole list every time; or ignoring them and answering the first
+100 every time."""
 UNKNOWN = "(unknown)"
 
 
@@ -110,9 +115,18 @@ def _int_param(query: dict[str, str], name: str, minimum: int) -> int | None:
 
 
 def serve(
-    dataset: Dataset, api: str, endpoint: Endpoint, segment_id: int | None, query: dict[str, str]
+    dataset: Dataset,
+    api: str,
+    endpoint: Endpoint,
+    segment_id: int | None,
+    query: dict[str, str],
+    paging: str = "default",
 ) -> tuple[int, str, bytes]:
-    """(status, content type, body) of an authorised request to a known endpoint."""
+    """(status, content type, body) of an authorised request to a known endpoint.
+
+    Args:
+        paging: One of `PAGING_MODES`.
+    """
     try:
         limit = _int_param(query, "limit", 1)
         offset = _int_param(query, OFFSET_PARAM[api], 0) or 0
@@ -123,10 +137,14 @@ def serve(
                 raise BadRequest(f"sort must be one of {SORTS} and order one of {ORDERS}")
     except BadRequest as error:
         return (400, *error_response(api, 400, str(error)))
-    if limit is not None:
+    if paging in ("ignore", "ignore_first_page"):
+        offset, limit = 0, None if paging == "ignore" else MAX_LIMIT
+    elif limit is not None:
         limit = min(limit, MAX_LIMIT)  # silently, like the real APIs
     elif endpoint.paginated:
         limit = DEFAULT_PAGE_SIZE
+    elif paging == "pages":
+        limit = MAX_LIMIT
     records = dataset.page(endpoint.resource, offset, limit, sort=sort, order=order, segment_id=segment_id)
     if records is None:
         return (404, *error_response(api, 404))

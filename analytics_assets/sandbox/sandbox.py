@@ -11,8 +11,9 @@ from typing import Any
 from .config import FEEDBACK_GENERATIONS, SandboxConfig
 from .dataset import Dataset
 from .faults import Fault, FaultBook, RateLimiter
+from .generate import KEY_FIELDS
 from .requestlog import RequestLog
-from .routes import AUDIENCE_PREFIX, FEEDBACK_PREFIX
+from .routes import AUDIENCE_PREFIX, FEEDBACK_PREFIX, PAGING_MODES
 from .server import SandboxHTTPServer
 
 
@@ -57,6 +58,7 @@ class Sandbox:
         self.latency = 0.0
         self.feedback_generation = self.config.feedback_generation
         self.feedback_licensed = self.config.feedback_licensed
+        self.paging: dict[str, str] = {}
         # Set on stop: wakes requests sleeping on injected latency.
         self.stopping = threading.Event()
         self._server: SandboxHTTPServer | None = None
@@ -151,6 +153,7 @@ class Sandbox:
             "rate_limits": self.rate_limiter.limits(),
             "feedback_generation": self.feedback_generation,
             "feedback_licensed": self.feedback_licensed,
+            "paging": dict(self.paging),
         }
 
     # -- faults, latency, rate limits ------------------------------------------------------------
@@ -228,6 +231,25 @@ class Sandbox:
             self.feedback_licensed = licensed
         return {"feedback_generation": self.feedback_generation, "feedback_licensed": self.feedback_licensed}
 
+    def set_paging(self, resource: str, mode: str) -> None:
+        """Change how the endpoint of `resource` pages (any list endpoint, `segment_people` too).
+
+        Args:
+            resource: A dlt resource name, e.g. `segments`.
+            mode: `default` (as the Endpoints table says); `pages` (pages of at most 100, and 100
+                without `limit`: an API paging a list its description calls one page); `ignore` (the
+                `limit` and offset parameters are ignored: the whole list on every request);
+                `ignore_first_page` (they are ignored: the first 100 records on every request).
+        """
+        if resource not in KEY_FIELDS:
+            raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(KEY_FIELDS)}")
+        if mode not in PAGING_MODES:
+            raise ValueError(f"unknown paging mode {mode!r}; expected one of {', '.join(PAGING_MODES)}")
+        if mode == "default":
+            self.paging.pop(resource, None)
+        else:
+            self.paging[resource] = mode
+
     # -- request log -----------------------------------------------------------------------------
 
     def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
@@ -255,4 +277,5 @@ class Sandbox:
         self.faults.clear()
         self.rate_limiter.clear()
         self.latency = 0.0
+        self.paging.clear()
         self.log.clear()

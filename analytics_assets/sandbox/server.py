@@ -273,4 +273,5 @@ class Handler(BaseHTTPRequestHandler):
             )
             if instead is not None:
                 return instead
-        return routes.serve(sandbox.data, api, endpoint, segment_id, query)
+        paging = sandbox.paging.get(endpoint.resource, "default")
+        return routes.serve(sandbox.data, api, endpoint, segment_id, query, paging)

@@ -173,9 +173,15 @@ def test_audience_small_endpoint_shapes(sb: Sandbox) -> None:
     assert isinstance(accounts, list) and len(accounts) == CONFIG.accounts  # a bare array
     for account in accounts:
         assert isinstance(account["accountId"], int)
-        assert {"name", "createdAt", "status", "timezone", "peopleCount", "apiKey", "writeKey"} <= set(
-            account
+        assert {"name", "createdAt", "status", "timezone", "peopleCount"} <= set(account)
+        # The real payload's credentials, top-level and nested, and a harmless look-alike flag.
+        assert isinstance(account["apiKeys"], list) and all(
+            k.startswith("ak_fake_") for k in account["apiKeys"]
         )
+        assert account["writeKey"].startswith("wk_fake_") and account["webhookSeed"].startswith("ws_fake_")
+        assert isinstance(account["hasStripeAPIKey"], bool)
+        assert account["companyInfo"]["crm"]["accessToken"].startswith("tk_fake_")
+        assert account["integrations"][0]["secretKey"].startswith("sk_fake_")
 
     tags = get(sb, "/audience/v1/tags-management").json()["tags"]
     assert len(tags) == CONFIG.account_tags
@@ -625,6 +631,34 @@ def test_rate_limit(sb: Sandbox) -> None:
     assert get(sb, RESPONSES).status == 200
     with pytest.raises(ValueError):
         sb.set_rate_limit("other", 1)
+
+
+def test_paging_modes_of_an_endpoint() -> None:
+    with Sandbox(SandboxConfig(seed=7, people=10, segments=150, members_per_segment=2), port=0) as sb:
+        segments = "/audience/v1/segments"
+
+        def ids_of(query: dict[str, Any]) -> list[int]:
+            return [s["id"] for s in get(sb, segments, query).json()["segments"]]
+
+        everything = [s["id"] for s in sb.data.records("segments")]
+        assert len(everything) == 150 and ids_of({}) == everything  # documented as one page
+        sb.set_paging("segments", "pages")
+        assert ids_of({}) == everything[:100]  # at most 100 a page, 100 without `limit`
+        assert ids_of({"limit": 100, "offset": 100}) == everything[100:]
+        sb.set_paging("segments", "ignore")
+        assert ids_of({"limit": 100, "offset": 100}) == everything
+        sb.set_paging("segments", "ignore_first_page")
+        assert ids_of({"limit": 100, "offset": 100}) == ids_of({"limit": 10}) == everything[:100]
+        assert SandboxClient(sb.url).info()["paging"] == {"segments": "ignore_first_page"}
+        SandboxClient(sb.url).set_paging("segments", "default")
+        assert ids_of({}) == everything and sb.paging == {}
+        sb.set_paging("segments", "ignore")
+        sb.reset()
+        assert ids_of({}) == everything
+        with pytest.raises(ValueError):
+            sb.set_paging("segments", "sideways")
+        with pytest.raises(ValueError):
+            sb.set_paging("nothing", "pages")
 
 
 def test_global_latency_still_serves(sb: Sandbox) -> None:

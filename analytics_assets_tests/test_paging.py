@@ -1,0 +1,101 @@
+"""A list that pages is read to its end, or not swept: `/segments` with 150 segments on an API that
+pages it, and on APIs that ignore the paging parameters."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from analytics_assets.sandbox import Sandbox, SandboxConfig
+from analytics_assets_tests.conftest import Warehouse
+from analytics_assets_tests.materialize import materialize
+
+MANY_SEGMENTS = SandboxConfig(seed=7, people=40, segments=150, members_per_segment=3)
+SEGMENTS = "/audience/v1/segments"
+SELECTION = ("audience/segments", "audience/segment_people")
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as dagster_instance:
+        yield dagster_instance
+
+
+def segment_ids(warehouse: Warehouse) -> set[int]:
+    return {int(r[0]) for r in warehouse.query("select id from audience.segments")}
+
+
+def memberships(warehouse: Warehouse) -> set[tuple[int, str]]:
+    return {(int(s), p) for s, p in warehouse.query("select segment_id, id from audience.segment_people")}
+
+
+def served_memberships(sandbox: Sandbox) -> set[tuple[int, str]]:
+    return {(int(s), p) for s, p in sandbox.data.memberships()}
+
+
+def asset_metadata(result: ExecuteInProcessResult, resource: str) -> dict[str, Any]:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == resource]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def warnings(instance: DagsterInstance, result: ExecuteInProcessResult) -> list[str]:
+    return [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.level == 30 and "deleted nothing" in entry.user_message  # logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize("sandbox", [MANY_SEGMENTS], indirect=True)
+@pytest.mark.parametrize(
+    ("mode", "second_offset"),
+    # Ignoring `limit`, the API answers 150 records for 100: the next offset is 150, and its answer,
+    # the same 150 again, says it ignores the offset too: those 150 were the whole list.
+    [("pages", "100"), ("ignore", "150")],
+)
+def test_150_segments_load_exactly_whether_the_api_pages_them_or_ignores_paging(
+    configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance, mode: str, second_offset: str
+) -> None:
+    configured.set_paging("segments", mode)
+    result = materialize(*SELECTION, instance=instance)
+    assert result.success
+    assert segment_ids(warehouse) == {r["id"] for r in configured.data.records("segments")}
+    assert len(segment_ids(warehouse)) == 150
+    assert memberships(warehouse) == served_memberships(configured)
+    assert len(memberships(warehouse)) == 150 * 3
+    # Two requests per read of the list (the segments op and the members op each read it once): the
+    # second page is the short one, or the repeat of an API that ignores the parameters.
+    offsets = [r["query"].get("offset") for r in configured.requests(path=SEGMENTS)]
+    assert offsets == ["0", second_offset] * 2
+    assert asset_metadata(result, "segments")["keys_served_twice"] == 0  # a repeated page is not loaded
+    assert warnings(instance, result) == []
+
+
+@pytest.mark.parametrize("sandbox", [MANY_SEGMENTS], indirect=True)
+def test_a_sync_that_cannot_see_the_end_of_a_list_deletes_nothing(
+    configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance
+) -> None:
+    assert materialize(*SELECTION, instance=instance).success  # the whole list: 150 segments
+    loaded_segments, loaded_members = segment_ids(warehouse), memberships(warehouse)
+    removed = next(iter(configured.data.records("segments")))["id"]
+    configured.data.delete_segment(removed)
+    configured.set_paging("segments", "ignore_first_page")  # 100 segments, whatever the offset
+
+    result = materialize(*SELECTION, instance=instance)
+    assert result.success
+    # The removed segment and the 50 segments never served stay, with their members: nothing swept.
+    assert segment_ids(warehouse) == loaded_segments
+    assert memberships(warehouse) == loaded_members
+    assert asset_metadata(result, "segments")["rows_deleted"] == 0
+    assert asset_metadata(result, "segment_people")["rows_deleted"] == 0
+    said = warnings(instance, result)
+    assert len(said) == 2, said  # segments, and segment_people (read from part of the segments)
+    assert "answered the same 100 records at offset=100" in said[0]
+    assert "ignores the paging parameters (limit, offset)" in said[0]
+    assert any("its parent segments" in s for s in said)
+
+    configured.set_paging("segments", "default")  # the end is seen again: the removal is swept
+    assert materialize(*SELECTION, instance=instance).success
+    assert segment_ids(warehouse) == loaded_segments - {removed}
+    assert memberships(warehouse) == served_memberships(configured)
