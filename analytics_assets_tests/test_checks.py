@@ -38,8 +38,8 @@ EXPECTED_CHECKS = {
     "audience/segment_people": STANDARD | {"segment_ids_exist"},
     "feedback/surveys": STANDARD | {"not_empty"},
     "feedback/action_classes": STANDARD | {"not_empty"},
-    "feedback/attribute_classes": STANDARD | {"not_empty"},
-    "feedback/identified_peoples": STANDARD,
+    "feedback/attribute_classes": STANDARD | {"not_empty", "available_on_plan"},
+    "feedback/identified_peoples": STANDARD | {"available_on_plan"},
     "feedback/responses": STANDARD | {"not_empty", "survey_ids_exist"},
     "feedback/webhooks": STANDARD,
 }
