@@ -23,11 +23,11 @@ install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
 ## demo: start the sandbox, materialize every asset into data/analytics.duckdb, print rows per table
 demo: install
-	$(VENV_BIN)/python -m analytics_assets.sandbox.demo
+	$(VENV_BIN)/python -m analytics_sandbox.demo
 
 ## dev: the Dagster UI on http://localhost:3000 against the sandbox
 dev: install
-	$(VENV_BIN)/python -m analytics_assets.sandbox.demo --dev
+	$(VENV_BIN)/python -m analytics_sandbox.demo --dev
 
 ## check-connection: one small request to every endpoint of both APIs with the configured settings (nothing is
 ## loaded); prints a table per endpoint and fails naming the settings to fix (the job check_connection in the UI)
@@ -46,7 +46,7 @@ bench: install
 lint: install
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
-	$(VENV_BIN)/mypy analytics_assets
+	$(VENV_BIN)/mypy analytics_assets analytics_sandbox
 
 format: install
 	$(VENV_BIN)/ruff check --fix .

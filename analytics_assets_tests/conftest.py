@@ -20,7 +20,7 @@ import duckdb
 import psycopg2
 import pytest
 
-from analytics_assets.sandbox import Sandbox, SandboxConfig
+from analytics_sandbox import Sandbox, SandboxConfig
 
 SMALL = SandboxConfig(
     seed=7,

@@ -25,8 +25,8 @@ from dagster import (
 from analytics_assets import alerts
 from analytics_assets.alerts import Alert, send_alert
 from analytics_assets.definitions import defs
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox
 
 BASE_URL = "https://dagster.example.test"
 ALERT_SENSORS = ("check_failure_alerts", "run_failure_alerts", "stale_asset_alerts")

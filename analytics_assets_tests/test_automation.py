@@ -17,10 +17,10 @@ from dagster import (
 
 from analytics_assets.definitions import defs
 from analytics_assets.feedback.sensors import new_feedback_sensor
-from analytics_assets.sandbox import Sandbox
 from analytics_assets.schedules import build_jobs, build_schedules
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 

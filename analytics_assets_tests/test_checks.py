@@ -21,10 +21,10 @@ from dagster import (
 
 from analytics_assets.checks.freshness import FRESHNESS_WINDOW
 from analytics_assets.definitions import defs
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
+from analytics_sandbox import Sandbox
 
 ERROR, WARN = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
 STANDARD = {"row_count_drop", "primary_key_unique", "primary_key_not_null", "schema_drift", "freshness_check"}

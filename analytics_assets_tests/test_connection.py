@@ -12,8 +12,8 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test, serialize_value
 
 from analytics_assets.definitions import defs
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import SMALL, Warehouse
+from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 UNLICENSED = "Contacts are only enabled for Enterprise Edition, please upgrade."

@@ -3,9 +3,9 @@ they sit in the record; harmless look-alikes (a boolean `hasStripeAPIKey`) are k
 
 from typing import Any
 
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox
 
 
 def secrets_in(value: Any, name: str = "") -> list[str]:

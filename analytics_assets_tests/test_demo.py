@@ -31,7 +31,7 @@ def test_demo_materializes_every_asset_with_the_dagster_cli(tmp_path: Path) -> N
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "analytics_assets.sandbox.demo", "--people", "1234"],
+        [sys.executable, "-m", "analytics_sandbox.demo", "--people", "1234"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -81,7 +81,7 @@ def test_make_dev_stops_on_sigterm(tmp_path: Path, target: str) -> None:
     }
     with open(tmp_path / "dev.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "analytics_assets.sandbox.demo", "--dev", "--port", str(port)],
+            [sys.executable, "-m", "analytics_sandbox.demo", "--dev", "--port", str(port)],
             cwd=REPO,
             env=env,
             stdout=log,

@@ -27,7 +27,6 @@ import pytest
 import requests
 
 from analytics_assets.definitions import defs
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import (
     SMALL,
     Warehouse,
@@ -36,6 +35,7 @@ from analytics_assets_tests.conftest import (
     postgres_server_url,
 )
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
+from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

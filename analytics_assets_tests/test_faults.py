@@ -19,11 +19,11 @@ import pytest
 from dagster import ExecuteInProcessResult
 
 from analytics_assets.rest import PathSegment
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.cli import INSTANCES, dagster_home, start_materialize
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
+from analytics_sandbox import Sandbox
 
 PEOPLE = "/audience/v1/people/all"
 RESPONSES = "/feedback/v1/management/responses"

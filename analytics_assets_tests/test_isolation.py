@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterEventType, DagsterInstance
 
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import (
@@ -23,6 +22,7 @@ from analytics_assets_tests.test_sync import (
     assert_warehouse_equals_api,
     assert_warehouse_equals_api_table,
 )
+from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_TABLES = {

@@ -2,9 +2,9 @@
 
 import pytest
 
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox
 
 # resource -> (its key on the wire, its key column in the warehouse)
 KEYS = {

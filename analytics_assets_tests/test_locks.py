@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.cli import INSTANCES, dagster_home, start_materialize
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
+from analytics_sandbox import Sandbox
 
 PEOPLE = "/audience/v1/people/all"
 RUN_START = re.compile(r"__ASSET_JOB - ([0-9a-f-]{36}) - \d+ - RUN_START")

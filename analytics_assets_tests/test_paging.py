@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
 
-from analytics_assets.sandbox import Sandbox, SandboxConfig
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox, SandboxConfig
 
 MANY_SEGMENTS = SandboxConfig(seed=7, people=40, segments=150, members_per_segment=3)
 SEGMENTS = "/audience/v1/segments"

@@ -17,7 +17,7 @@ from dagster import SensorResult, SkipReason, build_sensor_context
 from analytics_assets import probe
 from analytics_assets.apis import AUDIENCE, FEEDBACK
 from analytics_assets.feedback.sensors import new_feedback_sensor
-from analytics_assets.sandbox import Sandbox
+from analytics_sandbox import Sandbox
 
 RESPONSES = "/feedback/v1/management/responses"
 KEY = "live-feedback-key-5f2a9c"

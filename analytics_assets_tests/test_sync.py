@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from analytics_assets.sandbox import Sandbox
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_sandbox import Sandbox
 
 # table -> (key fields on the wire, key columns in the warehouse)
 KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from analytics_assets.sandbox import SandboxClient
+from analytics_sandbox import SandboxClient
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -56,7 +56,7 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 class SandboxProcess:
-    """`python -m analytics_assets.sandbox` in a process of its own, on a free loopback port.
+    """`python -m analytics_sandbox` in a process of its own, on a free loopback port.
 
     Args:
         workdir: Where its env file and log go.
@@ -77,7 +77,7 @@ class SandboxProcess:
         env_file = self.workdir / "sandbox.env"
         env_file.unlink(missing_ok=True)
         flags = [f"--{name.replace('_', '-')}={value}" for name, value in self.sizes.items()]
-        command = [PYTHON, "-m", "analytics_assets.sandbox", "--port=0", f"--people={self.people}", *flags]
+        command = [PYTHON, "-m", "analytics_sandbox", "--port=0", f"--people={self.people}", *flags]
         with open(self.workdir / "sandbox.log", "wb") as log:
             self._process = subprocess.Popen(
                 [*command, f"--env-file={env_file}"], cwd=REPO, env=clean_env(), stdout=log, stderr=log

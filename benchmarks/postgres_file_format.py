@@ -24,7 +24,7 @@ import dlt
 import psycopg2
 
 from analytics_assets.apis import APIS
-from analytics_assets.sandbox import Sandbox, SandboxConfig
+from analytics_sandbox import Sandbox, SandboxConfig
 
 FORMATS = ("insert_values", "csv")
 

@@ -19,9 +19,9 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 import pytest
 
-from analytics_assets.sandbox import Sandbox, SandboxClient, SandboxConfig
-from analytics_assets.sandbox.generate import Generator
-from analytics_assets.sandbox.sequences import RangeWithHoles
+from analytics_sandbox import Sandbox, SandboxClient, SandboxConfig
+from analytics_sandbox.generate import Generator
+from analytics_sandbox.sequences import RangeWithHoles
 
 CONFIG = SandboxConfig(seed=7, people=250, segments=3, members_per_segment=120, surveys=4, responses=230)
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -649,8 +649,8 @@ def test_paging_modes_of_an_endpoint() -> None:
         assert ids_of({"limit": 100, "offset": 100}) == everything
         sb.set_paging("segments", "ignore_first_page")
         assert ids_of({"limit": 100, "offset": 100}) == ids_of({"limit": 10}) == everything[:100]
-        assert SandboxClient(sb.url).info()["paging"] == {"segments": "ignore_first_page"}
-        SandboxClient(sb.url).set_paging("segments", "default")
+        assert SandboxClient(sb.url).call("info")["paging"] == {"segments": "ignore_first_page"}
+        SandboxClient(sb.url).call("set_paging", resource="segments", mode="default")
         assert ids_of({}) == everything and sb.paging == {}
         sb.set_paging("segments", "ignore")
         sb.reset()
@@ -710,30 +710,32 @@ def test_request_log_is_capped() -> None:
 
 def test_control_routes_dispatch_to_the_same_methods(sb: Sandbox) -> None:
     client = SandboxClient(sb.url)
-    assert client.health() and client.env() == sb.env()
+    assert client.health() and client.call("info")["config"]["people"] == CONFIG.people
     changed = client.data.update_people(2)
     assert [p["id"] for p in people(sb, sort="updatedAt", order="desc", limit=2)] == changed[::-1]
-    assert client.data.count("peoples") == CONFIG.people
-    assert [p["id"] for p in client.data.records("peoples", limit=3)] == ids(people(sb, limit=3))
-    assert client.data.memberships() == sb.data.memberships()
-    assert list(client.data.records("webhooks")) == list(sb.data.records("webhooks"))
-    first_pair = next(client.data.records("segment_people"))
-    assert isinstance(first_pair, tuple) and first_pair[0] == 1001
-    client.inject_fault(PEOPLE, "status", status=503, query={"offset": "100"})
-    assert client.pending_faults()[0]["status"] == 503
+    assert client.data_call("count", resource="peoples") == CONFIG.people
+    assert [p["id"] for p in client.data_call("records", resource="peoples", limit=3)] == ids(
+        people(sb, limit=3)
+    )
+    assert [tuple(m) for m in client.data_call("memberships")] == sb.data.memberships()
+    assert client.data_call("records", resource="webhooks") == list(sb.data.records("webhooks"))
+    first_pair = client.data_call("records", resource="segment_people", limit=1)[0]
+    assert first_pair[0] == 1001
+    client.call("inject_fault", path=PEOPLE, kind="status", status=503, query={"offset": "100"})
+    assert client.call("pending_faults")[0]["status"] == 503
     assert get(sb, PEOPLE, {"offset": 100}).status == 503
     assert client.requests(api="audience")[-1]["status"] == 503
     assert client.stats()["total"] == sb.stats()["total"]
-    client.set_rate_limit("audience", 0)
+    client.call("set_rate_limit", api="audience", requests=0)
     assert get(sb, PEOPLE).status == 429
-    client.reset()
+    client.call("reset")
     assert get(sb, PEOPLE).status == 200 and sb.data.count("peoples") == CONFIG.people
     with pytest.raises(KeyError):
         client.data.update_people(["missing"])
     with pytest.raises(ValueError):
-        client.data.count("nothing")
+        client.data_call("count", resource="nothing")
     with pytest.raises(ValueError):
-        client.data.add_people(n="x")  # type: ignore[arg-type]
+        client.data_call("add_people", n="x")
     raw = http.client.HTTPConnection("127.0.0.1", sb.port)
     raw.request("POST", "/_control/data/__init__", body=b"{}")
     assert raw.getresponse().status == 404  # only the listed operations are reachable
@@ -745,7 +747,7 @@ def test_command_line_and_remote_client() -> None:
             *(
                 sys.executable,
                 "-m",
-                "analytics_assets.sandbox",
+                "analytics_sandbox",
                 "--port",
                 "0",
                 "--people",
@@ -765,12 +767,12 @@ def test_command_line_and_remote_client() -> None:
         exports = dict(re.findall(r"export (\w+)=(\S+)", "".join(banner)))
         assert exports["SOURCES__AUDIENCE__BASE_URL"] == url + "/audience/v1"
         client = SandboxClient(url)
-        assert client.health() and client.info()["config"]["people"] == 300
-        assert (client.info()["feedback_generation"], client.info()["feedback_licensed"]) == (
+        assert client.health() and client.call("info")["config"]["people"] == 300
+        assert (client.call("info")["feedback_generation"], client.call("info")["feedback_licensed"]) == (
             "current",
             False,
         )
-        added = client.data.add_people(2)
+        added = client.data_call("add_people", n=2)
         parts = urlsplit(url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
         connection.request(
@@ -975,20 +977,22 @@ def test_unlicensed_current_generation_answers_403() -> None:
 
 def test_feedback_generation_switches_at_run_time(sb: Sandbox) -> None:
     client = SandboxClient(sb.url)
-    assert client.set_feedback_generation("current") == {
+    assert client.call("set_feedback_generation", generation="current") == {
         "feedback_generation": "current",
         "feedback_licensed": True,
     }
     assert get(sb, f"{FEEDBACK}/contacts").status == 200 and get(sb, f"{FEEDBACK}/people").status == 404
-    client.set_feedback_generation("current", licensed=False)
+    client.call("set_feedback_generation", generation="current", licensed=False)
     assert get(sb, f"{FEEDBACK}/contacts").json() == UNLICENSED
     sb.set_feedback_generation("seed")
     assert get(sb, f"{FEEDBACK}/people").status == 200 and sb.info()["feedback_licensed"] is False
-    client.set_feedback_generation("current")  # licensed is kept when not given
+    client.call("set_feedback_generation", generation="current")  # licensed is kept when not given
     assert get(sb, f"{FEEDBACK}/contact-attribute-keys").status == 403
     with pytest.raises(ValueError):
-        client.set_feedback_generation("v2")
+        client.call("set_feedback_generation", generation="v2")
     with pytest.raises(ValueError):
         SandboxConfig(feedback_generation="next")
-    client.reset()  # back to the config's generation
-    assert client.info()["feedback_generation"] == "seed" and get(sb, f"{FEEDBACK}/people").status == 200
+    client.call("reset")  # back to the config's generation
+    assert (
+        client.call("info")["feedback_generation"] == "seed" and get(sb, f"{FEEDBACK}/people").status == 200
+    )

@@ -1,4 +1,4 @@
-"""`python -m analytics_assets.sandbox`: serve both APIs in the foreground until SIGINT/SIGTERM.
+"""`python -m analytics_sandbox`: serve both APIs in the foreground until SIGINT/SIGTERM.
 
 Prints the base URLs and the `export SOURCES__...=` lines that point the dlt sources at it (also
 written to `--env-file` when given). Drive it from another process with `SandboxClient(url)`.
@@ -21,7 +21,7 @@ from .sandbox import Sandbox
 def _parser() -> argparse.ArgumentParser:
     defaults = SandboxConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m analytics_assets.sandbox",
+        prog="python -m analytics_sandbox",
         description="Serve a local stand-in for the audience and feedback APIs.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")

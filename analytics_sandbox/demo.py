@@ -1,6 +1,6 @@
 """`make demo` and `make dev`: the code location against the sandbox, through the real `dagster` CLI.
 
-`python -m analytics_assets.sandbox.demo` starts the sandbox, materializes every asset into the local
+`python -m analytics_sandbox.demo` starts the sandbox, materializes every asset into the local
 DuckDB file with `dagster asset materialize`, prints the rows of each table and stops the sandbox.
 With `--dev` it runs `dagster dev` (the UI on http://localhost:3000) against the sandbox instead.
 """
@@ -20,8 +20,8 @@ from types import FrameType
 
 import duckdb
 
-from analytics_assets.sandbox import Sandbox, SandboxConfig
 from analytics_assets.warehouse import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV
+from analytics_sandbox import Sandbox, SandboxConfig
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

@@ -2,7 +2,7 @@
 
 `Sandbox` serves both APIs from one loopback HTTP server; `Sandbox.data` changes what they serve
 and lists what they serve (the expectations of a test); `SandboxClient` drives a sandbox running in
-another process through its `/_control` routes. `python -m analytics_assets.sandbox` runs one.
+another process through its `/_control` routes. `python -m analytics_sandbox` runs one.
 """
 
 from .client import SandboxClient
