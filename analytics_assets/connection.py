@@ -151,7 +151,7 @@ class _Checker:
         return fix
 
     def _url_fix(self) -> str:
-        shape = "ending in /v1" if self.api.name == "audience" else "without /v1"
+        shape = self.api.base_url_shape
         return f"check {self.url_setting} (now {self.base_url!r}, {shape})"
 
     def _send(self, report: EndpointReport, path: str, params: Mapping[str, Any]) -> requests.Response | None:
@@ -405,7 +405,7 @@ def _keys() -> list[str]:
 
 
 @op(
-    name="check_connection",
+    name="test_endpoints",
     description=(
         "Sends one small request to every endpoint of both APIs (limit=1 where paged) and reports per"
         " endpoint: reachable, key accepted, data field present, and which server generation serves the"

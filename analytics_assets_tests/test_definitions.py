@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster import AssetKey
+from dagster import AssetKey, Definitions
 
 from analytics_assets.definitions import defs
 
@@ -67,3 +67,11 @@ def test_definitions_load_without_any_configuration(tmp_path: Path) -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == sorted(
         k.to_user_string() for k in EXPECTED_KEYS
     )
+
+
+def test_the_code_location_loads_as_the_webserver_loads_it() -> None:
+    """Every job, op and schedule resolves (a name used twice fails only here, not in `defs` itself)."""
+    Definitions.validate_loadable(defs)
+    assert {"check_connection", "nightly_sync", "weekly_reconciliation"} <= {
+        job.name for job in defs.get_repository_def().get_all_jobs()
+    }
