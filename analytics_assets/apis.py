@@ -11,6 +11,7 @@ from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.audience.source import audience, audience_config
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
+from analytics_assets.settings import env_var
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,14 @@ class Api:
     name: str
     source: Callable[..., DltSource]
     config: Callable[..., RESTAPIConfig]
+    base_url_shape: str
+    """What its base URL looks like, for messages about a wrong one (e.g. "ending in /v1")."""
     successor_paths: Mapping[str, str] = field(default_factory=dict)
     """Where the API's current servers serve a resource whose seed path they answer 404 for."""
 
     def env_var(self, setting: str) -> str:
         """The environment variable dlt reads a setting of this source from."""
-        return f"SOURCES__{self.name.upper()}__{setting.upper()}"
+        return env_var(self.name, setting)
 
     def spec_source(self) -> DltSource:
         """The source with placeholder settings: enough to list its resources, never run.
@@ -41,8 +44,12 @@ class Api:
 
 _SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", "api_key": "spec-only"}
 
-AUDIENCE = Api(name="audience", source=audience, config=audience_config)
+AUDIENCE = Api(name="audience", source=audience, config=audience_config, base_url_shape="ending in /v1")
 FEEDBACK = Api(
-    name="feedback", source=feedback, config=feedback_config, successor_paths=CURRENT_GENERATION_PATHS
+    name="feedback",
+    source=feedback,
+    config=feedback_config,
+    base_url_shape="without /v1",
+    successor_paths=CURRENT_GENERATION_PATHS,
 )
 APIS = (AUDIENCE, FEEDBACK)

@@ -194,7 +194,7 @@ class _Load:
         """One line naming the endpoint, the request and the reason, for the run's failure message."""
         assert load.error is not None
         base_url = source_setting(self.api.name, "base_url") or "(unset)"
-        message = explain(self.api.name, load.error, self.stats, self.catalog, base_url)
+        message = explain(self.api, load.error, self.stats, self.catalog, base_url)
         return f"{self.api.name}/{load.resource}: {message or f'{type(load.error).__name__}: {load.error}'}"
 
     def schema_changes(self, load: EndpointLoad) -> list[str]:

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 import requests
 from dlt.extract.exceptions import PipeException
 
+from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint
+from analytics_assets.settings import env_var
 from analytics_assets.sweep import KeyTypeError, MissingKeyError
-from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats
+from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats, RetryPolicy
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -61,28 +63,30 @@ def server_message(response: requests.Response) -> str:
 
 
 def explain(
-    api: str, error: BaseException, stats: RequestStats, catalog: Mapping[str, Endpoint], base_url: str
+    api: Api, error: BaseException, stats: RequestStats, catalog: Mapping[str, Endpoint], base_url: str
 ) -> str | None:
     """A clear message for a failed load of `api`, or None when the failure is not about the API.
 
     Args:
-        api: The API name.
+        api: The API.
         error: What the dlt run raised.
         stats: The requests of the run.
         catalog: The API's endpoints, to name the failing one.
         base_url: The configured base URL (never secret; the key travels in a header).
     """
+    name = api.name
     chain = list(_chain(error))
     resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
     endpoint = catalog.get(resource or "")
-    url_setting = f"SOURCES__{api.upper()}__BASE_URL"
-    key_setting = f"SOURCES__{api.upper()}__API_KEY"
+    url_setting = env_var(api.name, "base_url")
+    key_setting = env_var(api.name, "api_key")
+    attempts = RetryPolicy().max_attempts
     for cause in chain:
         if isinstance(cause, ApiResponseError):
             return str(cause)
         if isinstance(cause, MissingKeyError):
             return (
-                f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
+                f"{name} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
                 f" {', '.join(cause.fields)}, the key it is merged on. Nothing of this endpoint was loaded; the"
                 f" record is {cause.sample}. Report it to the API's owner, or wait for a corrected record."
             )
@@ -90,45 +94,45 @@ def explain(
             shown = repr(cause.value)
             shown = shown if len(shown) <= 120 else f"{shown[:117]}..."
             return (
-                f"{api} API: a {cause.resource} record on {_last_request(stats, endpoint)} has {cause.field}"
+                f"{name} API: a {cause.resource} record on {_last_request(stats, endpoint)} has {cause.field}"
                 f" {shown} ({cause.found}), but {cause.before}. A key that changes type cannot be merged (dlt"
                 " would put the value in a variant column and leave the key empty), so nothing of this"
                 " endpoint was loaded. Report the record to the API's owner; if the API now sends every"
-                f" {cause.field} as {cause.found}, run a refresh of {api}/{cause.resource} to load it anew."
+                f" {cause.field} as {cause.found}, run a refresh of {name}/{cause.resource} to load it anew."
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code
             request = _request(cause.response)
             if status in (401, 403):
                 return (
-                    f"{api} API refused the API key ({status}) on {request}: set {key_setting} (or api_key"
-                    f" under [sources.{api}] in .dlt/secrets.toml) to a valid key for {base_url}."
+                    f"{name} API refused the API key ({status}) on {request}: set {key_setting} (or api_key"
+                    f" under [sources.{name}] in .dlt/secrets.toml) to a valid key for {base_url}."
                 )
             if status == 404:
                 return (
-                    f"{api} API has no {request} (404 Not Found): check {url_setting}, now {base_url!r}"
-                    f" ({'ends in /v1' if api == 'audience' else 'without /v1'} for this API)."
+                    f"{name} API has no {request} (404 Not Found): check {url_setting}, now {base_url!r}"
+                    f" ({api.base_url_shape} for this API)."
                 )
             if status in RETRY_STATUS_CODES:
                 return (
-                    f"{api} API answered {status} on {request} on all 4 attempts (3 retries with backoff):"
+                    f"{name} API answered {status} on {request} on all {attempts} attempts ({attempts - 1} retries with backoff):"
                     " the API is down or rate limiting. Nothing of this endpoint was loaded and its cursor did not move;"
                     " run it again later."
                 )
-            return f"{api} API answered {status} on {request}, which is not retried. Nothing of this endpoint was loaded."
+            return f"{name} API answered {status} on {request}, which is not retried. Nothing of this endpoint was loaded."
         if isinstance(cause, requests.Timeout):
             return (
-                f"{api} API did not answer {_last_request(stats, endpoint)} in time, 4 attempts in a row:"
-                f" check that {base_url!r} is up, or raise SOURCES__{api.upper()}__REQUEST_TIMEOUT."
+                f"{name} API did not answer {_last_request(stats, endpoint)} in time, {attempts} attempts in a row:"
+                f" check that {base_url!r} is up, or raise {env_var(api.name, 'request_timeout')}."
             )
         if isinstance(cause, requests.ConnectionError):
             return (
-                f"{api} API could not be reached at {base_url!r} ({type(cause).__name__}, 4 attempts):"
+                f"{name} API could not be reached at {base_url!r} ({type(cause).__name__}, {attempts} attempts):"
                 f" check {url_setting} and the network."
             )
         if isinstance(cause, (json.JSONDecodeError, requests.JSONDecodeError)):
             return (
-                f"{api} API answered malformed JSON on {_last_request(stats, endpoint)}: the page is cut or"
+                f"{name} API answered malformed JSON on {_last_request(stats, endpoint)}: the page is cut or"
                 " broken. Nothing of this endpoint was loaded; run it again, and if it persists, report it to the"
                 " API's owner."
             )

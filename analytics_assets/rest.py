@@ -17,6 +17,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
 from requests import Request, Response
 
+from analytics_assets.settings import env_var
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import Transport, check_base_url, expect_json
 
@@ -120,7 +121,7 @@ def assemble(
     and the recording of served keys for the sweep.
     """
     client = config["client"]
-    check_base_url(api, client["base_url"], f"SOURCES__{api.upper()}__BASE_URL", allow_insecure_http)
+    check_base_url(api, client["base_url"], env_var(api, "base_url"), allow_insecure_http)
     client["session"] = transport.session()
     by_name = {str(r["name"]): r for r in config["resources"] if isinstance(r, dict)}
     for resource in by_name.values():

@@ -5,6 +5,11 @@ from __future__ import annotations
 import dlt
 
 
+def env_var(api: str, setting: str) -> str:
+    """The environment variable dlt reads a source setting from, e.g. `SOURCES__FEEDBACK__API_KEY`."""
+    return f"SOURCES__{api.upper()}__{setting.upper()}"
+
+
 def source_setting(api: str, name: str) -> str | None:
     """A setting of one API's source, e.g. `source_setting("feedback", "api_key")`, or None when unset.
 
