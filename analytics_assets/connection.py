@@ -19,6 +19,7 @@ from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
+from analytics_assets import tags
 from analytics_assets.apis import APIS, Api
 from analytics_assets.catalog import endpoints
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS
@@ -434,7 +435,7 @@ def check_connection_op(context: OpExecutionContext) -> Output[None]:
 
 @job(
     name="check_connection",
-    tags={"analytics/sync": "connection-test"},
+    tags=tags.CONNECTION_TEST,
     description=(
         "Test the connection to both APIs before the first sync: one small request per endpoint, a table"
         " of what answered and the setting to fix. Loads nothing. Also `make check-connection`."

@@ -19,12 +19,11 @@ from dagster import (
     define_asset_job,
 )
 
+from analytics_assets import tags
 from analytics_assets.apis import APIS
 from analytics_assets.assets import SyncConfig
 
 TIMEZONE_ENV = "ANALYTICS_SCHEDULE_TIMEZONE"
-SYNC_TAG = "analytics/sync"
-"""Every run this code location starts carries this tag: `nightly`, `reconciliation`, `refresh`, `new-feedback`."""
 
 
 def schedule_timezone() -> str:
@@ -42,14 +41,14 @@ def build_jobs(assets: Sequence[AssetsDefinition]) -> list[Any]:
         "nightly_sync",
         selection=AssetSelection.all(),
         description="Every endpoint, incrementally: new and changed records, deletions swept where the whole list is read.",
-        tags={SYNC_TAG: "nightly"},
+        tags=tags.NIGHTLY,
     )
     reconciliation = define_asset_job(
         "weekly_reconciliation",
         selection=AssetSelection.all(),
         description="Every endpoint read and rewritten in full, ignoring cursors; removes whatever the API no longer serves.",
         config=RunConfig(ops={op: SyncConfig(full_scan=True) for op in ops}),
-        tags={SYNC_TAG: "reconciliation"},
+        tags=tags.RECONCILIATION,
     )
     refreshes = [
         define_asset_job(
@@ -57,7 +56,7 @@ def build_jobs(assets: Sequence[AssetsDefinition]) -> list[Any]:
             selection=AssetSelection.groups(api.name),
             description=f"Drop the {api.name} tables and cursors and load everything again from scratch.",
             config=RunConfig(ops={op: SyncConfig(refresh=True) for op in ops if op.startswith(api.name)}),
-            tags={SYNC_TAG: "refresh"},
+            tags=tags.REFRESH,
         )
         for api in APIS
     ]
@@ -76,7 +75,7 @@ def build_schedules(jobs: Sequence[Any]) -> list[ScheduleDefinition]:
             execution_timezone=timezone,
             default_status=DefaultScheduleStatus.RUNNING,
             description=f"Every asset at 02:00 {timezone} (ANALYTICS_SCHEDULE_TIMEZONE). On by default.",
-            tags={SYNC_TAG: "nightly"},
+            tags=tags.NIGHTLY,
         ),
         ScheduleDefinition(
             name="weekly_reconciliation_schedule",
@@ -88,6 +87,6 @@ def build_schedules(jobs: Sequence[Any]) -> list[ScheduleDefinition]:
                 f"Every asset read in full on Sundays at 03:00 {timezone}: catches updates to old responses and"
                 " deleted responses, which nightly syncs do not read. On by default."
             ),
-            tags={SYNC_TAG: "reconciliation"},
+            tags=tags.RECONCILIATION,
         ),
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetKey, AutomationConditionSensorDefinition, DefaultSensorStatus
 
+from analytics_assets import tags
+
 SEGMENT_PEOPLE = AssetKey(["audience", "segment_people"])
 
 segment_members_sensor = AutomationConditionSensorDefinition(
@@ -14,5 +16,5 @@ segment_members_sensor = AutomationConditionSensorDefinition(
         "Loads audience/segment_people after audience/segments is materialized without it (e.g. from the UI)."
         " On by default: members that lag their segments are wrong data, and it costs nothing until segments change."
     ),
-    run_tags={"analytics/sync": "segment-members"},
+    run_tags=tags.SEGMENT_MEMBERS,
 )

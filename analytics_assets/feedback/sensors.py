@@ -13,7 +13,7 @@ from dagster import (
     sensor,
 )
 
-from analytics_assets import probe
+from analytics_assets import probe, tags
 from analytics_assets.apis import FEEDBACK
 
 RESPONSES = AssetKey(["feedback", "responses"])
@@ -58,6 +58,6 @@ def new_feedback_sensor(context: SensorEvaluationContext) -> SensorResult | Skip
         return SkipReason("No new or changed response since the last load.")
     # The run key is the change itself: the same change seen twice (a lost cursor, two ticks) is one run.
     return SensorResult(
-        run_requests=[RunRequest(run_key=fingerprint, tags={"analytics/sync": "new-feedback"})],
+        run_requests=[RunRequest(run_key=fingerprint, tags=tags.NEW_FEEDBACK)],
         cursor=fingerprint,
     )
