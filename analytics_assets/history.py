@@ -128,6 +128,8 @@ def apply_history(
 def stored_history(pipeline: dlt.Pipeline, table: str) -> bool:
     """Whether the warehouse's `table` keeps history (its schema, restored from the warehouse, has the
     validity columns)."""
+    if pipeline.default_schema_name is None:  # nothing loaded yet
+        return False
     columns = (pipeline.default_schema.tables.get(table) or {}).get("columns") or {}
     return any(c.get("x-valid-to") for c in columns.values())
 
