@@ -53,13 +53,17 @@ def test_a_person_updated_twice_keeps_three_versions(history: Sandbox, warehouse
     assert from1 < from2 < from3
     api = history.data.record("peoples", person)
     assert api is not None
-    current = warehouse.query(f"select last_name, lead_score from audience.peoples_current where id = '{person}'")
+    current = warehouse.query(
+        f"select last_name, lead_score from audience.peoples_current where id = '{person}'"
+    )
     assert current == [(api["lastName"], api["leadScore"])]
     # The cursor skipped the untouched person as unchanged twice: still its first, active version.
     [(_, valid_to, load_id)] = versions(warehouse, "audience.peoples", f"id = '{untouched}'")
     assert valid_to is None and load_id == rows[0][2]
     # The current view is the mirror: exactly the API's people, one row each.
-    assert people_ids(warehouse, "audience.peoples_current") == {r["id"] for r in history.data.records("peoples")}
+    assert people_ids(warehouse, "audience.peoples_current") == {
+        r["id"] for r in history.data.records("peoples")
+    }
     facts = metadata(third, "audience/peoples")
     assert facts["history"] is True
     assert facts["active_rows"] == facts["dagster/row_count"] == history.data.count("peoples")
@@ -83,7 +87,10 @@ def test_a_membership_removed_then_added_back(history: Sandbox, warehouse: Wareh
     assert len(rows) == 2
     (_, closed_at, _), (reopened_at, active, _) = rows
     assert closed_at is not None and active is None and reopened_at > closed_at
-    current = {(int(s), str(p)) for s, p in warehouse.query("select segment_id, id from audience.segment_people_current")}
+    current = {
+        (int(s), str(p))
+        for s, p in warehouse.query("select segment_id, id from audience.segment_people_current")
+    }
     assert current == {(int(s), str(p)) for s, p in history.data.memberships()}
 
 
@@ -118,8 +125,12 @@ def test_a_nightly_window_closes_nothing_outside_it(history: Sandbox, warehouse:
     assert reconciled.success
     [(_, closed_at, _)] = versions(warehouse, "feedback.responses", f"id = '{doomed}'")
     assert closed_at is not None
-    assert len(versions(warehouse, "feedback.responses", f"id = '{recent}'")) == 2  # read again: no new version
-    assert people_ids(warehouse, "feedback.responses_current") == {r["id"] for r in history.data.records("responses")}
+    assert (
+        len(versions(warehouse, "feedback.responses", f"id = '{recent}'")) == 2
+    )  # read again: no new version
+    assert people_ids(warehouse, "feedback.responses_current") == {
+        r["id"] for r in history.data.records("responses")
+    }
 
 
 @on_every_warehouse
@@ -146,9 +157,12 @@ def test_switching_a_table_into_and_out_of_history(
     )
     refresh = {"ops": {"audience": {"config": {"refresh": True}}}}
     assert materialize("audience/peoples", run_config=refresh).success
-    columns = {r[0] for r in warehouse.query(
-        "select column_name from information_schema.columns where table_schema = 'audience' and table_name = 'peoples'"
-    )}
+    columns = {
+        r[0]
+        for r in warehouse.query(
+            "select column_name from information_schema.columns where table_schema = 'audience' and table_name = 'peoples'"
+        )
+    }
     assert "_dlt_valid_to" not in columns
     assert people_ids(warehouse, "audience.peoples") == {r["id"] for r in configured.data.records("peoples")}
     assert not warehouse.query(
@@ -158,7 +172,9 @@ def test_switching_a_table_into_and_out_of_history(
 
 def test_an_unknown_table_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(HISTORY_SETTING, "audience.peoples, audience.people")
-    with pytest.raises(HistorySettingError, match=f"{HISTORY_SETTING} lists audience.people,.*audience.peoples"):
+    with pytest.raises(
+        HistorySettingError, match=f"{HISTORY_SETTING} lists audience.people,.*audience.peoples"
+    ):
         history_tables()
     monkeypatch.setenv(HISTORY_SETTING, " audience.peoples ,feedback.responses,")
     assert history_tables() == {"audience.peoples", "feedback.responses"}
