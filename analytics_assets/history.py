@@ -22,17 +22,20 @@ How a history table stays equal to the API (see the README's "History mode"):
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 
 HISTORY_SETTING = "ANALYTICS_HISTORY"
 VALID_FROM, VALID_TO = "_dlt_valid_from", "_dlt_valid_to"
 CURRENT_SUFFIX = "_current"
+_NAMING = NamingConvention()
 
 
 class HistorySettingError(ValueError):
@@ -104,6 +107,34 @@ def scd2_disposition(key_columns: Sequence[str], synced_at: datetime | None = No
     return disposition
 
 
+def first_of_each_key(key_columns: Sequence[str]) -> Callable[[Any], bool]:
+    """A dlt filter keeping the first record of each key in one run.
+
+    A mirror's merge keeps one row per key when the API serves a key twice (offset paging over data that
+    changes, see `ServedKeys.repeats`); dlt's `scd2` does not deduplicate, and two records of one key with
+    different contents would open two active versions. The loader still counts the repeat (its step runs
+    first). Items that are not records (an Arrow table) pass: `one_active_version` catches a repeat there.
+    """
+    seen: set[int] = set()
+    fields: list[str] = []
+    lock = threading.Lock()
+
+    def keep(record: Any) -> bool:
+        if not isinstance(record, dict):
+            return True
+        if not fields:
+            by_column = {_NAMING.normalize_identifier(name): name for name in record}
+            fields.extend(by_column.get(column, column) for column in key_columns)
+        key = hash(tuple(str(record.get(f)) for f in fields))
+        with lock:  # parallelized resources: records may come from several threads
+            if key in seen:
+                return False
+            seen.add(key)
+        return True
+
+    return keep
+
+
 def apply_history(
     source: DltSource,
     dataset: str,
@@ -122,6 +153,7 @@ def apply_history(
     for name, resource in source.resources.items():
         if f"{dataset}.{name}" in tables:
             resource.apply_hints(write_disposition=scd2_disposition(primary_keys[name], synced_at))  # type: ignore[arg-type]
+            resource.add_filter(first_of_each_key(primary_keys[name]))
     return source
 
 

@@ -3,11 +3,16 @@
 from typing import Any
 
 import pytest
+from dagster import AssetKey, DagsterInstance
 
+from analytics_assets.checks.core import CheckContext
+from analytics_assets.checks.table import one_active_version, primary_key_unique
 from analytics_assets.history import HISTORY_SETTING, HistorySettingError, history_tables
 from analytics_assets.sandbox import Sandbox
+from analytics_assets.warehouse import warehouse_pipeline
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_checks import execute
 
 PEOPLE_HISTORY = "audience.peoples,audience.segment_people,feedback.responses"
 FULL_SCAN = {"ops": {"feedback": {"config": {"full_scan": True}}}}
@@ -180,3 +185,37 @@ def test_an_unknown_table_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
     assert history_tables() == {"audience.peoples", "feedback.responses"}
     monkeypatch.delenv(HISTORY_SETTING)
     assert history_tables() == frozenset()
+
+
+@on_every_warehouse
+def test_a_key_served_twice_opens_one_version_and_the_checks_judge_current_rows(
+    history: Sandbox, warehouse: Warehouse
+) -> None:
+    assert materialize("audience/peoples").success
+    [person] = history.data.update_people(1)
+    first = history.data.record("peoples", person)
+    assert first is not None
+    history.data.add_raw_record("peoples", {**first, "lastName": "Twice"})  # the same id, other content
+    result = materialize("audience/peoples")
+    assert result.success
+    assert metadata(result, "audience/peoples")["keys_served_twice"] == 1
+    rows = warehouse.query(
+        f"select last_name from audience.peoples where id = '{person}' and _dlt_valid_to is null"
+    )
+    assert rows == [(first["lastName"],)]  # the first served, as the mirror keeps
+
+    def evaluate(check: Any) -> Any:
+        pipeline = warehouse_pipeline("audience_history_checks", "audience")
+        with pipeline.sql_client() as sql:
+            context = CheckContext(
+                sql, DagsterInstance.ephemeral(), "no-run", AssetKey(["audience", "peoples"])
+            )
+            return check.evaluate(context)
+
+    # Two versions of one id in the table: the key checks judge the active ones.
+    assert evaluate(primary_key_unique(("id",))).passed
+    assert evaluate(one_active_version(("id",))).passed
+    execute(warehouse, f"update audience.peoples set _dlt_valid_to = null where id = '{person}'")
+    broken = evaluate(one_active_version(("id",)))
+    assert not broken.passed and broken.metadata["keys"] == [person]
+    assert broken.metadata["keys_with_two_active_versions"] == 1
