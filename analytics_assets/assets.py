@@ -3,6 +3,7 @@ per child resource), each endpoint on its own (`endpoints_load.py`), kept equal 
 cursors and sweeps (see `sweep.py`)."""
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import dlt
@@ -29,6 +30,13 @@ from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.checks.core import UNAVAILABLE
 from analytics_assets.endpoints_load import EndpointLoad, fresh_pipeline, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
+from analytics_assets.history import (
+    apply_history,
+    check_switch,
+    history_metadata,
+    keeps_history,
+    refresh_current_view,
+)
 from analytics_assets.locks import api_lock
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
@@ -53,14 +61,15 @@ class SyncConfig(Config):
     )
 
 
-def configured_source(api: Api, **options: Any) -> DltSource:
-    """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`.
+def configured_source(api: Api, synced_at: datetime | None = None, **options: Any) -> DltSource:
+    """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
+    history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
     """
     try:
-        return api.source(**options)
+        source = api.source(**options)
     except ValueError as error:  # a base URL the key must not travel to
         raise Failure(description=str(error)) from None
     except ConfigFieldMissingException as error:
@@ -71,6 +80,8 @@ def configured_source(api: Api, **options: Any) -> DltSource:
                 f"(or the same keys under [sources.{api.name}] in .dlt/config.toml / .dlt/secrets.toml)."
             )
         ) from None
+    keys = {name: e.primary_key for name, e in endpoints(api.spec_config()).items()}
+    return apply_history(source, api.name, keys, synced_at)
 
 
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
@@ -130,9 +141,11 @@ class _Load:
         self.refresh = config.refresh
         self.stats = RequestStats(api.name)
         self.served = ServedKeys()
+        self.synced_at = datetime.now(UTC)
+        """The sync's time: history tables open and close versions at it."""
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
-            api, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
+            api, self.synced_at, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
         )
 
     def source(self, load: EndpointLoad) -> DltSource:
@@ -141,6 +154,7 @@ class _Load:
         if load.path != self.catalog[load.resource].path:
             source = configured_source(
                 self.api,
+                self.synced_at,
                 full_scan=self.full_scan,
                 served_keys=self.served,
                 request_stats=self.stats,
@@ -149,6 +163,7 @@ class _Load:
         return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
 
     def extract(self, load: EndpointLoad) -> None:
+        check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
@@ -188,6 +203,8 @@ class _Load:
         load.pipeline.normalize()
         info = load.pipeline.load()
         info.raise_on_failed_jobs()
+        if keeps_history(self.api.name, load.resource):
+            refresh_current_view(load.pipeline, load.resource)
         return info
 
     def failure(self, load: EndpointLoad) -> str:
@@ -223,7 +240,7 @@ class _Load:
         endpoint = self.catalog[resource]
         if endpoint.stops_early and not self.full_scan:
             return None  # a nightly read of a window: deletions wait for the reconciliation
-        result = sweep(pipeline, resource, endpoint.primary_key, self.served)
+        result = sweep(pipeline, resource, endpoint.primary_key, self.served, self.synced_at)
         log = self.context.log
         if result.warning:
             log.warning(f"{self.api.name} API, {resource}: {result.warning}")
@@ -239,12 +256,12 @@ class _Load:
             )
             repair = ServedKeys()
             source = configured_source(
-                self.api, full_scan=True, served_keys=repair, request_stats=self.stats
+                self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
             ).with_resources(resource)
             pipeline.run(
                 source.clone(with_name=pipeline.pipeline_name), loader_file_format=loader_file_format()
             )
-            result = sweep(pipeline, resource, endpoint.primary_key, repair)
+            result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
         return result
 
     def metadata(self, load: EndpointLoad, swept: SweepResult | None) -> dict[str, Any]:
@@ -260,6 +277,9 @@ class _Load:
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
+        metadata.update(
+            history_metadata(load.pipeline, self.api.name, load.resource, swept.closed if swept else None)
+        )
         requests, retries = self.stats.for_endpoint(load.path)
         metadata["requests"] = MetadataValue.int(requests)
         metadata["retries"] = MetadataValue.int(retries)

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dlt
@@ -22,6 +23,7 @@ from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.catalog import endpoints
+from analytics_assets.history import VALID_TO, stored_history
 
 _NAMING = NamingConvention()
 _DELETE_BATCH = 1_000
@@ -266,6 +268,8 @@ class SweepResult:
     """Keys the API served that are not in the warehouse (a row skipped while it was unchanged)."""
     skipped: bool = False
     """True when nothing was served, so nothing was removed: an empty answer is more likely a fault."""
+    closed: int = 0
+    """Active versions closed (history tables) because the API no longer serves their key."""
     end_unseen: str | None = None
     """Why nothing was removed although keys were served: the read did not see the end of the list
     (an API ignoring the paging parameters), so a key not served may well still exist."""
@@ -286,25 +290,36 @@ def _contains(sorted_hashes: array[int], value: int) -> bool:
     return index < len(sorted_hashes) and sorted_hashes[index] == value
 
 
-def sweep(pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served: ServedKeys) -> SweepResult:
-    """Delete the rows of `table` (and their nested rows) whose key the API did not serve in this run.
+def sweep(
+    pipeline: dlt.Pipeline,
+    table: str,
+    key_columns: Sequence[str],
+    served: ServedKeys,
+    closed_at: datetime | None = None,
+) -> SweepResult:
+    """Delete the rows of `table` (and their nested rows) whose key the API did not serve in this run;
+    in a history table (`history.py`), close their active versions instead (`_dlt_valid_to` = `closed_at`,
+    the sync's time), keeping every version and its nested rows.
 
     Call it only after a run that read the resource's whole list, inside the same writer lock. When
     a paginator of the resource (or of its parent) reported that it could not see the end of its
-    list, nothing is deleted (`SweepResult.end_unseen`).
+    list, nothing is deleted or closed (`SweepResult.end_unseen`).
     """
     hashes = served.sorted_hashes(table)
     if (unseen := served.end_unseen(table)) is not None:
         # Part of a list is no list: a key missing from it proves nothing, and a repair reread would
         # meet the same wall, so nothing is deleted and nothing counted missing.
         return SweepResult(served=len(hashes), deleted=0, missing=0, end_unseen=unseen)
+    history = stored_history(pipeline, table)
     with pipeline.sql_client() as client:
         qualified = client.make_qualified_table_name(table)
         columns = [client.escape_column_name(c) for c in key_columns]
+        # A history table's closed versions are the past: only the active ones are compared.
+        active = f" where {client.escape_column_name(VALID_TO)} is null" if history else ""
         stale: list[tuple[Any, ...]] = []
         present = 0
         try:
-            with client.execute_query(f"select {', '.join(columns)} from {qualified}") as cursor:
+            with client.execute_query(f"select {', '.join(columns)} from {qualified}{active}") as cursor:
                 while rows := cursor.fetchmany(10_000):
                     for row in rows:
                         if _contains(hashes, _key_hash(row)):
@@ -322,15 +337,25 @@ def sweep(pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served
                 for name in pipeline.default_schema.tables
                 if name.startswith(f"{table}__")
             ]
+            closing = [closed_at or datetime.now(UTC)] if history else []
             with client.begin_transaction():
                 for start in range(0, len(stale), _DELETE_BATCH):
                     batch = stale[start : start + _DELETE_BATCH]
                     where = " or ".join(f"({match})" for _ in batch)
-                    client.execute_sql(
-                        f"delete from {qualified} where {where}", *[v for row in batch for v in row]
-                    )
-                for child in nested:
+                    values = [v for row in batch for v in row]
+                    if history:
+                        client.execute_sql(
+                            f"update {qualified} set {client.escape_column_name(VALID_TO)} = %s"
+                            f"{active} and ({where})",
+                            *closing,
+                            *values,
+                        )
+                    else:
+                        client.execute_sql(f"delete from {qualified} where {where}", *values)
+                for child in [] if history else nested:
                     client.execute_sql(
                         f"delete from {child} where _dlt_root_id not in (select _dlt_id from {qualified})"
                     )
+    if history:
+        return SweepResult(served=len(hashes), deleted=0, missing=len(hashes) - present, closed=len(stale))
     return SweepResult(served=len(hashes), deleted=len(stale), missing=len(hashes) - present)

@@ -26,6 +26,7 @@ from dagster import (
 )
 from dlt.destinations.sql_client import SqlClientBase
 
+from analytics_assets.history import current_view
 from analytics_assets.locks import api_lock
 from analytics_assets.warehouse import warehouse_lock, warehouse_pipeline
 
@@ -77,13 +78,23 @@ class CheckContext:
         self.asset_key = asset_key
         self.table = asset_key.path[-1]
         self._history: list[EventLogRecord] | None = None
+        self._current: dict[str, str] = {}
 
     @property
     def dataset(self) -> str:
         return self.sql.dataset_name
 
     def qualified(self, table: str | None = None) -> str:
-        """The quoted, qualified name of a table of the dataset (this asset's by default)."""
+        """The quoted, qualified name of a table of the dataset (this asset's by default); for a table
+        that keeps history, of its view of the active versions, so that checks judge the current rows."""
+        name = table or self.table
+        if name not in self._current:
+            view = current_view(name)
+            self._current[name] = view if self.columns(view) else name
+        return self.sql.make_qualified_table_name(self._current[name])
+
+    def base_table(self, table: str | None = None) -> str:
+        """The quoted, qualified name of the table itself, every version of a history table included."""
         return self.sql.make_qualified_table_name(table or self.table)
 
     def column(self, name: str) -> str:

@@ -19,6 +19,7 @@ from analytics_assets.checks.core import (
     Outcome,
     metadata_value,
 )
+from analytics_assets.history import HISTORY_SETTING, VALID_FROM, VALID_TO, current_view
 
 TEXT, TIMESTAMP, NUMERIC, BOOLEAN, JSON = "text", "timestamp", "numeric", "boolean", "json"
 
@@ -323,3 +324,49 @@ def share_at_least(
         return Outcome(True, f"{share:.1%} of {column} values look valid", metadata)
 
     return Check(name=name, description=description, evaluate=evaluate, severity=AssetCheckSeverity.WARN)
+
+
+def one_active_version(key: Sequence[str]) -> Check:
+    """A history table (`ANALYTICS_HISTORY`) has at most one active version per key, and no version
+    closes before it opens."""
+    shown = ", ".join(key)
+
+    def evaluate(context: CheckContext) -> Outcome:
+        if not context.exists():
+            return _missing_table(context)
+        table, columns = context.base_table(), _key_columns(context, key)
+        valid_from, valid_to = context.column(VALID_FROM), context.column(VALID_TO)
+        if VALID_TO not in context.columns():
+            return Outcome(
+                False,
+                f"{context.dataset}.{context.table} has no {VALID_TO}: it is listed in {HISTORY_SETTING} but"
+                " was loaded as a mirror. Materialize it (a load adds the validity columns).",
+            )
+        doubled = (
+            f"select {columns}, count(*) as n from {table} where {valid_to} is null"
+            f" group by {columns} having count(*) > 1"
+        )
+        extra = int(context.scalar(f"select count(*) from ({doubled}) d") or 0)
+        backwards = int(context.scalar(f"select count(*) from {table} where {valid_to} < {valid_from}") or 0)
+        versions = int(context.scalar(f"select count(*) from {table}") or 0)
+        metadata = {"keys_with_two_active_versions": extra, "versions_closed_before_opened": backwards}
+        if extra or backwards:
+            sample = context.rows(f"{doubled} order by n desc limit {SAMPLE_SIZE}")
+            return Outcome(
+                False,
+                f"{extra} ({shown}) of {context.dataset}.{context.table} have two or more active versions"
+                f" ({VALID_TO} null), {backwards} versions close before they open: the current view"
+                f" {current_view(context.table)} double counts them. A key served twice with different"
+                " content in one sync does this; run a refresh of the asset (it drops the history).",
+                {**metadata, "keys": [_key_value(r[:-1]) for r in sample]},
+            )
+        return Outcome(True, f"one active version per ({shown}), {versions} versions", metadata)
+
+    return Check(
+        name="one_active_version",
+        description=(
+            f"History mode: no ({shown}) has two active versions (`{VALID_TO}` null), and no version closes"
+            " before it opens. The other checks judge the active versions (the current view)."
+        ),
+        evaluate=evaluate,
+    )
