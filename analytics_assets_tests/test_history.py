@@ -8,11 +8,11 @@ from dagster import AssetKey, DagsterInstance
 from analytics_assets.checks.core import CheckContext
 from analytics_assets.checks.table import one_active_version, primary_key_unique
 from analytics_assets.history import HISTORY_SETTING, HistorySettingError, history_tables
-from analytics_assets.sandbox import Sandbox
 from analytics_assets.warehouse import warehouse_pipeline
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_checks import execute
+from analytics_sandbox import Sandbox
 
 PEOPLE_HISTORY = "audience.peoples,audience.segment_people,feedback.responses"
 FULL_SCAN = {"ops": {"feedback": {"config": {"full_scan": True}}}}

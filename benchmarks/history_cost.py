@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 from dagster import AssetKey
 
-from analytics_assets.sandbox import Sandbox, SandboxConfig
+from analytics_sandbox import Sandbox, SandboxConfig
 
 FULL_SCAN = {"ops": {"audience": {"config": {"full_scan": True}}}}
 
