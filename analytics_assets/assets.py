@@ -28,7 +28,7 @@ from pydantic import Field
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.checks.core import UNAVAILABLE
-from analytics_assets.endpoints_load import EndpointLoad, fresh_pipeline, load_side_by_side
+from analytics_assets.endpoints_load import EndpointLoad, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.history import (
     apply_history,
@@ -340,7 +340,7 @@ def _build_load_assets(
         pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
         check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
         with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
-            loads = [EndpointLoad(r, fresh_pipeline(pipelines[r]), catalog[r].path) for r in selected]
+            loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []
             for endpoint in loads:

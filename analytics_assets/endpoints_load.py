@@ -3,7 +3,7 @@
 Every endpoint has a dlt pipeline of its own (`<api>_<resource>`), so its cursor, schema and load
 package are its own: a failed endpoint commits nothing, and its table and cursor stay as they were.
 All endpoints of an op are read side by side (a thread each, sharing the source's session, retry rule
-and pacing); then each endpoint that was read whole is normalized and loaded, one after another, as the
+and pacing); each endpoint read whole is normalized and loaded as soon as it is, one at a time, as the
 embedded warehouse takes one writer at a time.
 
 Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns.
@@ -12,7 +12,7 @@ Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import dlt
@@ -49,7 +49,11 @@ def load_side_by_side(
     read: Callable[[EndpointLoad], None],
     write: Callable[[EndpointLoad], LoadInfo],
 ) -> None:
-    """Read every endpoint at once, then write those read whole, one at a time; record each outcome.
+    """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
+
+    Each endpoint's pipeline is restored from the warehouse in its reading thread and each write runs in
+    the calling thread while the other endpoints are still being read: a short list is in the warehouse
+    while a long one still pages, and no fixed cost of a pipeline adds up behind another.
 
     Args:
         loads: The endpoints of this op.
@@ -58,20 +62,26 @@ def load_side_by_side(
         write: Normalizes and loads one extracted endpoint.
     """
 
-    def _read(load: EndpointLoad) -> None:
+    def _read(load: EndpointLoad) -> EndpointLoad:
         load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
         try:
+            fresh_pipeline(load.pipeline)
             read(load)
         except Exception as error:  # kept for the report; the other endpoints go on
             load.error = error
+        return load
+
+    # dlt imports pyarrow on first use; threads importing a module at once can see it half-initialized.
+    import dlt.common.libs.pyarrow  # noqa: F401
 
     with ThreadPoolExecutor(max_workers=max(len(loads), 1), thread_name_prefix="endpoint") as pool:
-        list(pool.map(_read, loads))
-    for load in loads:
-        if load.error is None and load.unavailable is None:
-            try:
-                load.info = write(load)
-                continue
-            except Exception as error:
-                load.error = error
-        load.pipeline.drop_pending_packages()  # a half-read list is never loaded later
+        for done in as_completed([pool.submit(_read, load) for load in loads]):
+            load = done.result()
+            if load.error is None and load.unavailable is None:
+                load.pipeline.activate()
+                try:
+                    load.info = write(load)
+                    continue
+                except Exception as error:
+                    load.error = error
+            load.pipeline.drop_pending_packages()  # a half-read list is never loaded later

@@ -25,6 +25,7 @@ from analytics_assets_tests.test_sync import (
 from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(900)  # several real CLI runs per test, on a shared machine
 ALL_TABLES = {
     "audience": ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"),
     "feedback": (
@@ -95,35 +96,40 @@ def table_rows(warehouse: Warehouse, table: str) -> list[str]:
 def run_with_a_broken_endpoint(
     cli: Cli, sandbox: Sandbox, warehouse: Warehouse, broken: str, path: str, **fault: object
 ) -> str:
-    """First sync, changes, a run with `broken` failing, then asserts; returns the failed run's output."""
-    first = cli.materialize()
+    """First sync, changes, a run with `broken` failing, then asserts; returns the failed run's output.
+
+    Each run loads the broken endpoint's API (its group): the other API is loaded by other ops anyway.
+    """
+    api, resource = broken.split(".")
+    first = cli.materialize(f"group:{api}")
     assert first.returncode == 0, first.stderr[-3000:]
     before = table_rows(warehouse, broken)
     change_everything(sandbox)
     sandbox.clear_requests()
     sandbox.inject_fault(path, times=1000, **fault)  # type: ignore[arg-type]
 
-    failed = cli.materialize()
+    failed = cli.materialize(f"group:{api}")
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
     sandbox.clear_faults()
-    api, resource = broken.split(".")
     assert f"{api}/{resource} failed" in output
     assert table_rows(warehouse, broken) == before, "the failed endpoint's table is untouched"
     for table in KEYS:
-        if table != broken:
+        if table != broken and table.startswith(f"{api}."):
             assert_warehouse_equals_api_table(warehouse, sandbox, table)
-    memberships = {(str(s), str(p)) for s, p in sandbox.data.memberships()}
-    loaded = warehouse.query("select segment_id, id from audience.segment_people")
-    assert {(str(s), str(p)) for s, p in loaded} == memberships, "members of every segment, the new one too"
+    if api == "audience":
+        memberships = {(str(s), str(p)) for s, p in sandbox.data.memberships()}
+        loaded = warehouse.query("select segment_id, id from audience.segment_people")
+        assert {(str(s), str(p)) for s, p in loaded} == memberships, (
+            "members of every segment, the new one too"
+        )
     # In the UI: every asset but the failed one materialized in the run, and the failed one, planned by a
     # run that failed without materializing it, shows as failed.
     materialized = cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION)
-    assert materialized == {f"{a}/{r}" for a, rs in ALL_TABLES.items() for r in rs} - {f"{api}/{resource}"}
+    assert materialized == {f"{api}/{r}" for r in ALL_TABLES[api]} - {f"{api}/{resource}"}
     assert f"{api}/{resource}" in cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
 
-    again = cli.materialize()
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert cli.materialize().returncode == 0  # the next clean run, of every asset, is exact
     assert_warehouse_equals_api(warehouse, sandbox)
     return output
 
