@@ -24,6 +24,8 @@ from analytics_assets_tests.test_sync import (
 )
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs, some through the dagster CLI
+
 REPO = Path(__file__).resolve().parents[1]
 ALL_TABLES = {
     "audience": ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"),
