@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo dev check-connection test lint format bench clean
+.PHONY: install demo dev check-connection test test-fast lint format bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -37,6 +37,11 @@ check-connection: install
 ## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured)
 test: install
 	$(VENV_BIN)/pytest
+
+## test-fast: the inner loop, under a minute: every test but those marked slow (whole Dagster runs, the dagster
+## CLI or another subprocess, over ~2 s); the unit tests in analytics_assets_tests/unit/ and quick sandbox tests
+test-fast: install
+	$(VENV_BIN)/pytest -m "not slow"
 
 ## bench: the performance benchmark against the sandbox (default scale: a few minutes on 2 cores), see the
 ## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"

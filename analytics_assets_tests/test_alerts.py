@@ -130,6 +130,7 @@ def test_the_alert_sensors_are_on_by_default() -> None:
         assert sensors[name].default_status == DefaultSensorStatus.RUNNING, name
 
 
+@pytest.mark.slow
 def test_a_failed_check_is_alerted_once_with_its_fields(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance
 ) -> None:
@@ -164,6 +165,7 @@ def test_a_failed_check_is_alerted_once_with_its_fields(
     assert sensors.tick("stale_asset_alerts") == []
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,6 +192,7 @@ def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
     assert sensors.tick("run_failure_alerts") == []  # a success is no news
 
 
+@pytest.mark.slow
 def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance
 ) -> None:
@@ -207,6 +210,7 @@ def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
     assert "audience/fields failed; the other 1 endpoint(s) of this op loaded and committed" in alert["text"]
 
 
+@pytest.mark.slow
 def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
     sensors = Sensors(instance, receiver)
     checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue
@@ -225,6 +229,7 @@ def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInst
     assert sensors.tick("check_failure_alerts") == []  # a WARN check: only the stale alert
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outage", ["answers 500", "is not listening"])
 def test_a_receiver_that_fails_never_breaks_a_sensor(
     outage: str,
@@ -256,6 +261,7 @@ def test_a_receiver_that_fails_never_breaks_a_sensor(
     assert sensors.tick("check_failure_alerts") == []  # past that failure for good: no repeat
 
 
+@pytest.mark.slow
 def test_no_api_key_appears_in_any_alert(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,7 @@ def test_the_new_feedback_sensor_skips_clearly_on_a_wrong_key(
     assert "wrong-key-123456" not in (result.skip_message or "")
 
 
+@pytest.mark.slow
 def test_segment_people_follow_a_segments_materialization(configured: Sandbox, warehouse: Warehouse) -> None:
     with instance_for_test() as instance:
         assert materialize("audience/segment_people", instance=instance).success

@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs the benchmark in a subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_PEOPLE = 1_000
 

@@ -26,6 +26,8 @@ from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs with their checks (all but two tests)
+
 ERROR, WARN = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
 STANDARD = {"row_count_drop", "primary_key_unique", "primary_key_not_null", "schema_drift", "freshness_check"}
 EXPECTED_CHECKS = {

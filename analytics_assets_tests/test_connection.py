@@ -15,6 +15,8 @@ from analytics_assets.definitions import defs
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # runs the check_connection job in process, and `make check-connection`
+
 REPO = Path(__file__).resolve().parents[1]
 UNLICENSED = "Contacts are only enabled for Enterprise Edition, please upgrade."
 # One request per endpoint, `limit=1` where paged; segment_people asks for the first listed segment.

@@ -3,9 +3,13 @@ they sit in the record; harmless look-alikes (a boolean `hasStripeAPIKey`) are k
 
 from typing import Any
 
+import pytest
+
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
+
+pytestmark = pytest.mark.slow  # a whole Dagster run against the sandbox
 
 
 def secrets_in(value: Any, name: str = "") -> list[str]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, Definitions
 
 from analytics_assets.definitions import defs
@@ -45,6 +46,7 @@ def test_groups_descriptions_and_table_metadata() -> None:
     assert "dlt" in peoples.kinds
 
 
+@pytest.mark.slow
 def test_definitions_load_without_any_configuration(tmp_path: Path) -> None:
     """No setting, secret or network is needed to load the code location (the UI does it on every reload)."""
     env = {

@@ -16,6 +16,8 @@ import pytest
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
 from analytics_assets_tests.test_e2e import free_port
 
+pytestmark = pytest.mark.slow  # runs the demo: the dagster CLI and `dagster dev`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

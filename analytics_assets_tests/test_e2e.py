@@ -37,6 +37,8 @@ from analytics_assets_tests.conftest import (
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # starts `dagster dev` and materializes through its webserver
+
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 ASSET_JOB = "__ASSET_JOB"  # the implicit job of all assets, which the UI's "Materialize all" launches

@@ -25,6 +25,8 @@ from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox, some through the dagster CLI
+
 PEOPLE = "/audience/v1/people/all"
 RESPONSES = "/feedback/v1/management/responses"
 REPO = Path(__file__).resolve().parents[1]

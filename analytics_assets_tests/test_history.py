@@ -14,6 +14,8 @@ from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_checks import execute
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
+
 PEOPLE_HISTORY = "audience.peoples,audience.segment_people,feedback.responses"
 FULL_SCAN = {"ops": {"feedback": {"config": {"full_scan": True}}}}
 

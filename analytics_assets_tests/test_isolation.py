@@ -25,7 +25,8 @@ from analytics_assets_tests.test_sync import (
 from analytics_sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.timeout(900)  # several real CLI runs per test, on a shared machine
+# Whole Dagster runs, several through the dagster CLI per test, on a shared machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ALL_TABLES = {
     "audience": ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"),
     "feedback": (

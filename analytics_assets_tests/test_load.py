@@ -6,6 +6,8 @@ from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
+
 # resource -> (its key on the wire, its key column in the warehouse)
 KEYS = {
     ("audience", "schemas"): ("name", "name"),

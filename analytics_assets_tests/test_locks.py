@@ -14,6 +14,8 @@ from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # two dagster CLI runs at once
+
 PEOPLE = "/audience/v1/people/all"
 RUN_START = re.compile(r"__ASSET_JOB - ([0-9a-f-]{36}) - \d+ - RUN_START")
 

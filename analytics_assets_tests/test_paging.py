@@ -11,6 +11,8 @@ from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox, SandboxConfig
 
+pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
+
 MANY_SEGMENTS = SandboxConfig(seed=7, people=40, segments=150, members_per_segment=3)
 SEGMENTS = "/audience/v1/segments"
 SELECTION = ("audience/segments", "audience/segment_people")

@@ -149,6 +149,7 @@ def test_get_names_missing_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         probe.get(FEEDBACK, "/v1/webhooks")
 
 
+@pytest.mark.slow
 def test_get_reads_dlt_toml_files(sandbox: Sandbox, tmp_path: Path) -> None:
     """Settings in `.dlt/config.toml` and `.dlt/secrets.toml` of the working folder, as for a load."""
     settings = tmp_path / ".dlt"

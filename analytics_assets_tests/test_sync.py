@@ -11,6 +11,8 @@ from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
 
+pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
+
 # table -> (key fields on the wire, key columns in the warehouse)
 KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "audience.schemas": (("name",), ("name",)),

@@ -741,6 +741,7 @@ def test_control_routes_dispatch_to_the_same_methods(sb: Sandbox) -> None:
     assert raw.getresponse().status == 404  # only the listed operations are reachable
 
 
+@pytest.mark.slow
 def test_command_line_and_remote_client() -> None:
     process = subprocess.Popen(
         [

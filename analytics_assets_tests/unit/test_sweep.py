@@ -1,0 +1,267 @@
+"""`analytics_assets.sweep` on its own: `ServedKeys` fed records directly, and `sweep` against a real
+dlt pipeline on a DuckDB file loaded from an in-memory resource (no server, no Dagster).
+
+`ServedKeys` is the loader's record of the keys each resource was served in a run: repeats are counted
+exactly and a few are named, at about 8 bytes a key."""
+
+from __future__ import annotations
+
+import shutil
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+
+from analytics_assets.sweep import KeyTypeError, MissingKeyError, Repeats, ServedKeys, SweepResult, sweep
+
+
+def serve(served: ServedKeys, ids: list[str]) -> None:
+    observe = served.step("peoples", ["id"])
+    for person_id in ids:
+        observe({"id": person_id, "firstName": "x"})
+
+
+def test_repeats_are_counted_and_named() -> None:
+    served = ServedKeys()
+    ids = [f"person-{i}" for i in range(1_000)]
+    serve(served, [*ids[:500], "person-7", *ids[500:], "person-900", "person-900"])  # a key thrice
+    repeats = served.repeats("peoples")
+    assert repeats.count == 3
+    assert sorted(repeats.sample) == ["person-7", "person-900"]
+    assert len(served.sorted_hashes("peoples")) == 1_000
+    assert served.repeats("accounts").count == 0
+
+
+def test_a_composite_key_is_named_as_a_list() -> None:
+    served = ServedKeys()
+    observe = served.step("segment_people", ["segment_id", "id"])
+    for record in ({"segment_id": 1, "id": "a"}, {"segment_id": 2, "id": "a"}, {"segment_id": 1, "id": "a"}):
+        observe(record)
+    assert served.repeats("segment_people") == Repeats(1, ([1, "a"],))
+
+
+def test_repeats_far_apart_are_counted_and_only_a_handful_named() -> None:
+    served = ServedKeys()
+    ids = [f"person-{i}" for i in range(100_000)]
+    serve(served, [*ids, *ids[:20]])  # 20 keys again, 100,000 records after their first time
+    repeats = served.repeats("peoples")
+    assert repeats.count == 20
+    assert len(repeats.sample) <= 5
+
+
+def kept_for(n: int) -> int:
+    """Bytes a ServedKeys keeps after being served n keys."""
+    served = ServedKeys()
+    observe = served.step("peoples", ["id"])
+    records = [{"id": f"person-{i}"} for i in range(n)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for record in records:
+            observe(record)
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.slow  # tracemalloc slows each of 180,000 records down
+def test_about_8_bytes_a_key() -> None:
+    # Past the fixed window of recent keys (4,096), each further key costs its 8-byte hash (the
+    # array grows by up to an eighth at a time).
+    small, large = kept_for(40_000), kept_for(140_000)
+    assert (large - small) / 100_000 < 8 * 1.2, (small, large)
+    assert small < 40_000 * 8 * 1.2 + 1_000_000  # the window: under 1 MB
+
+
+def test_a_record_without_its_key_stops_the_run() -> None:
+    observe = ServedKeys().step("peoples", ["id"])
+    for missing in ({"firstName": "Ada"}, {"id": None}, {"id": ""}):
+        with pytest.raises(MissingKeyError) as raised:
+            observe(missing)
+        assert raised.value.resource == "peoples"
+        assert raised.value.fields == ["id"]
+
+
+def test_the_key_is_found_under_the_apis_field_name() -> None:
+    # Key columns are the warehouse's (snake_case), records carry the API's names (camelCase).
+    served = ServedKeys()
+    observe = served.step("segment_people", ["segment_id", "id"])
+    observe({"segmentId": 1, "id": "a", "firstName": "Ada"})
+    with pytest.raises(MissingKeyError) as raised:
+        observe({"id": "b", "firstName": "Bo"})
+    assert raised.value.fields == ["segmentId"]
+
+
+def test_a_key_that_changes_type_within_a_run_stops_it() -> None:
+    observe = ServedKeys().step("peoples", ["id"])
+    observe({"id": 1})
+    with pytest.raises(KeyTypeError) as raised:
+        observe({"id": "1"})
+    assert (raised.value.field, raised.value.value, raised.value.found) == ("id", "1", "a string")
+    assert raised.value.before == "the first peoples record of this run had id 1 (a whole number)"
+    with pytest.raises(KeyTypeError, match=r"True \(a boolean\)"):
+        observe({"id": True})  # a bool is no whole number, though Python says it is an int
+
+
+def segments_config() -> dict[str, Any]:
+    """A `rest_api` config of a parent and its child, as the sources write them."""
+    return {
+        "client": {"base_url": "https://api.example.com/v1"},
+        "resources": [
+            {"name": "segments", "primary_key": "id", "endpoint": {"path": "/segments"}},
+            {
+                "name": "segment_people",
+                "primary_key": ["segment_id", "id"],
+                "endpoint": {"path": "/segments/{resources.segments.id}/people"},
+            },
+        ],
+    }
+
+
+def test_track_adds_the_recording_step_after_the_configs_own() -> None:
+    served = ServedKeys()
+    config = segments_config()
+    own = {"map": lambda record: record}
+    config["resources"][0]["processing_steps"] = [own]
+    assert served.track(config) is config  # type: ignore[arg-type]
+    steps = config["resources"][0]["processing_steps"]
+    assert steps[0] is own
+    steps[1]["map"]({"id": 7})
+    config["resources"][1]["processing_steps"][0]["map"]({"segment_id": 7, "id": "a"})
+    assert len(served.sorted_hashes("segments")) == 1
+    assert len(served.sorted_hashes("segment_people")) == 1
+
+
+def test_an_unseen_end_is_the_first_reason_and_covers_the_children() -> None:
+    served = ServedKeys()
+    served.track(segments_config())  # type: ignore[arg-type]
+    assert served.end_unseen("segments") is None
+    report = served.reporter("segments")
+    report("GET /segments answered the same 100 records")
+    report("a later reason")
+    assert served.end_unseen("segments") == "GET /segments answered the same 100 records"
+    # A child read from part of its parents saw part of its own list.
+    assert (
+        served.end_unseen("segment_people")
+        == "its parent segments: GET /segments answered the same 100 records"
+    )
+
+
+PEOPLE = [
+    {"id": f"p-{i}", "name": f"Person {i}", "tags": [{"tag": "a"}, {"tag": f"t-{i}"}]} for i in range(1, 5)
+]
+MEMBERS = [{"segment_id": s, "id": p} for s in (1, 2) for p in ("a", "b")]
+BULK = [{"id": i} for i in range(2_500)]  # three delete batches
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real dlt pipeline's working folder and DuckDB file, loaded once by merge from in-memory resources."""
+    folder = tmp_path_factory.mktemp("loaded")
+    pipeline = dlt.pipeline(
+        pipeline_name="sweep_unit",
+        pipelines_dir=str(folder / "pipelines"),
+        destination=dlt.destinations.duckdb(str(folder / "warehouse.duckdb")),
+        dataset_name="audience",
+    )
+    pipeline.run(
+        [
+            dlt.resource(PEOPLE, name="peoples", primary_key="id", write_disposition="merge"),
+            dlt.resource(
+                MEMBERS, name="segment_people", primary_key=["segment_id", "id"], write_disposition="merge"
+            ),
+            dlt.resource(BULK, name="bulk", primary_key="id", write_disposition="merge"),
+        ]
+    )
+    return folder
+
+
+@pytest.fixture
+def pipeline(loaded: Path, tmp_path: Path) -> dlt.Pipeline:
+    """A copy of the loaded pipeline and warehouse for one test, attached as the loader would find it."""
+    shutil.copytree(loaded, tmp_path, dirs_exist_ok=True)
+    return dlt.attach(
+        "sweep_unit",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
+    )
+
+
+def rows(pipeline: dlt.Pipeline, query: str) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(query) or []]
+
+
+def served_ids(ids: list[Any], table: str = "peoples") -> ServedKeys:
+    served = ServedKeys()
+    observe = served.step(table, ["id"])
+    for key in ids:
+        observe({"id": key})
+    return served
+
+
+def test_sweep_deletes_the_rows_not_served_and_their_nested_rows(pipeline: dlt.Pipeline) -> None:
+    result = sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-3"]))
+    assert result == SweepResult(served=2, deleted=2, missing=0)
+    assert result.warning is None
+    assert rows(pipeline, "select id from peoples order by id") == [("p-1",), ("p-3",)]
+    assert (
+        rows(pipeline, "select t.tag from peoples__tags t join peoples p on t._dlt_root_id = p._dlt_id") != []
+    )
+    assert rows(pipeline, "select tag from peoples__tags order by tag") == [
+        ("a",),
+        ("a",),
+        ("t-1",),
+        ("t-3",),
+    ]
+
+
+def test_sweep_counts_a_served_key_missing_from_the_warehouse(pipeline: dlt.Pipeline) -> None:
+    result = sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-2", "p-3", "p-4", "p-9", "p-9"]))
+    assert result == SweepResult(served=5, deleted=0, missing=1)
+    assert len(rows(pipeline, "select id from peoples")) == 4
+
+
+def test_sweep_deletes_nothing_when_nothing_was_served(pipeline: dlt.Pipeline) -> None:
+    # An empty answer to a whole-list read is more likely a fault than a list emptied overnight.
+    result = sweep(pipeline, "peoples", ["id"], ServedKeys())
+    assert result == SweepResult(served=0, deleted=0, missing=0, skipped=True)
+    assert len(rows(pipeline, "select id from peoples")) == 4
+    assert len(rows(pipeline, "select tag from peoples__tags")) == 8
+
+
+def test_sweep_deletes_nothing_when_the_end_of_the_list_was_not_seen(pipeline: dlt.Pipeline) -> None:
+    served = served_ids(["p-1"])
+    served.reporter("peoples")("GET /people/all answered the same 1 records at offset=100")
+    result = sweep(pipeline, "peoples", ["id"], served)
+    assert (result.deleted, result.missing, result.served) == (0, 0, 1)
+    assert result.end_unseen == "GET /people/all answered the same 1 records at offset=100"
+    assert result.warning is not None
+    assert result.warning.startswith("deleted nothing this run: GET /people/all answered the same 1 records")
+    assert len(rows(pipeline, "select id from peoples")) == 4
+
+
+def test_sweep_of_a_table_not_loaded_yet_deletes_nothing(pipeline: dlt.Pipeline) -> None:
+    result = sweep(pipeline, "segments", ["id"], served_ids([1, 2], table="segments"))
+    assert result == SweepResult(served=2, deleted=0, missing=2)
+
+
+def test_sweep_matches_a_composite_key_on_all_its_columns(pipeline: dlt.Pipeline) -> None:
+    served = ServedKeys()
+    observe = served.step("segment_people", ["segment_id", "id"])
+    for record in ({"segmentId": 1, "id": "a"}, {"segmentId": 2, "id": "b"}):
+        observe(record)
+    result = sweep(pipeline, "segment_people", ["segment_id", "id"], served)
+    assert result == SweepResult(served=2, deleted=2, missing=0)
+    assert rows(pipeline, "select segment_id, id from segment_people order by segment_id") == [
+        (1, "a"),
+        (2, "b"),
+    ]
+
+
+def test_sweep_deletes_more_rows_than_one_statement_holds(pipeline: dlt.Pipeline) -> None:
+    result = sweep(pipeline, "bulk", ["id"], served_ids(list(range(0, 2_500, 10)), table="bulk"))
+    assert result == SweepResult(served=250, deleted=2_250, missing=0)
+    assert rows(pipeline, "select count(*), min(id), max(id) from bulk") == [(250, 0, 2_490)]

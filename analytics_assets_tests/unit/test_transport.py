@@ -1,0 +1,258 @@
+"""`analytics_assets.transport` on its own: pacing on a fake clock, base URL and page checks on
+hand-made responses, and the session's retry rule over a fake adapter (no server, no Dagster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+
+from analytics_assets import transport
+from analytics_assets.transport import (
+    ApiResponseError,
+    Pacer,
+    RequestStats,
+    RetryPolicy,
+    Transport,
+    check_base_url,
+    expect_json,
+)
+
+
+@dataclass
+class FakeClock:
+    """Stands in for the `time` module in `transport`: sleeping moves the clock, nothing waits."""
+
+    now: float = 1_000.0
+    slept: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(transport, "time", fake)
+    return fake
+
+
+def test_pacer_lets_a_burst_up_to_the_limit_go_at_once(clock: FakeClock) -> None:
+    pacer = Pacer(limit=3, window=10)
+    for _ in range(3):
+        pacer.wait()
+    assert clock.slept == []
+    assert pacer.waited == 0
+
+
+def test_pacer_holds_the_request_over_the_limit_until_the_oldest_leaves_the_window(clock: FakeClock) -> None:
+    pacer = Pacer(limit=2, window=10)
+    pacer.wait()
+    clock.now += 4
+    pacer.wait()
+    pacer.wait()  # a third request within the window: waits for the first one to age out
+    assert clock.slept == [pytest.approx(pacer.window - 4)]
+    assert pacer.waited == pytest.approx(pacer.window - 4)
+    assert pacer.window > 10  # slack for requests that leave just after the API's window moved
+
+
+def test_pacer_does_not_wait_once_the_window_has_passed(clock: FakeClock) -> None:
+    pacer = Pacer(limit=1, window=10)
+    pacer.wait()
+    clock.now += pacer.window
+    pacer.wait()
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.example.com/v1",
+        "http://127.0.0.1:8000/v1",
+        "http://localhost:8000",
+        "http://[::1]:8000",
+    ],
+)
+def test_check_base_url_accepts_https_and_http_on_this_machine(base_url: str) -> None:
+    check_base_url("audience", base_url, "SOURCES__AUDIENCE__BASE_URL")
+
+
+def test_check_base_url_refuses_plain_http_to_another_host_naming_the_settings() -> None:
+    with pytest.raises(ValueError) as raised:
+        check_base_url("feedback", "http://api.example.com", "SOURCES__FEEDBACK__BASE_URL")
+    message = str(raised.value)
+    assert message.startswith("feedback API: base URL 'http://api.example.com' uses plain http")
+    assert "SOURCES__FEEDBACK__BASE_URL" in message
+    assert "SOURCES__FEEDBACK__ALLOW_INSECURE_HTTP=true" in message
+
+
+def test_check_base_url_allows_plain_http_when_asked_to() -> None:
+    check_base_url(
+        "feedback", "http://api.example.com", "SOURCES__FEEDBACK__BASE_URL", allow_insecure_http=True
+    )
+
+
+@pytest.mark.parametrize("base_url", ["ftp://api.example.com", "api.example.com/v1", "https://", ""])
+def test_check_base_url_refuses_what_is_not_an_http_url(base_url: str) -> None:
+    # Even with insecure http allowed: these are not a place to send a key to at all.
+    with pytest.raises(
+        ValueError,
+        match=r"audience API: base URL .* is not an http\(s\) URL; fix SOURCES__AUDIENCE__BASE_URL",
+    ):
+        check_base_url("audience", base_url, "SOURCES__AUDIENCE__BASE_URL", allow_insecure_http=True)
+
+
+def response(
+    body: str,
+    status: int = 200,
+    content_type: str | None = "application/json",
+    url: str = "https://api.example.com/v1/people/all?offset=200&limit=100",
+) -> Response:
+    """A `requests.Response` as the session hands it to dlt's response hooks."""
+    made = Response()
+    made.status_code = status
+    made._content = body.encode()
+    made.url = url
+    made.encoding = "utf-8"
+    if content_type is not None:
+        made.headers["Content-Type"] = content_type
+    return made
+
+
+def test_expect_json_passes_a_page_that_holds_its_data_selector() -> None:
+    page = response('{"people": [{"id": "p-1"}], "meta": {}}')
+    assert expect_json("audience", "people")(page) is page
+
+
+def test_expect_json_passes_a_bare_array_for_the_root_selector() -> None:
+    page = response('  [{"id": 1}]')
+    assert expect_json("audience", "$")(page) is page
+
+
+def test_expect_json_leaves_error_statuses_to_dlt() -> None:
+    page = response("<html>Bad gateway</html>", status=502, content_type="text/html")
+    assert expect_json("audience", "people")(page) is page
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("<html><body>Sign in</body></html>", "text/html"), ("<html></html>", "application/json"), ("{}", None)],
+)
+def test_expect_json_stops_on_a_page_that_is_not_json(body: str, content_type: str | None) -> None:
+    with pytest.raises(ApiResponseError) as raised:
+        expect_json("audience", "people")(response(body, content_type=content_type))
+    message = str(raised.value)
+    assert message.startswith("audience API answered GET /v1/people/all?offset=200&limit=100 with")
+    assert "where JSON was expected: check the base URL" in message
+
+
+def test_expect_json_stops_on_a_page_without_its_data_selector() -> None:
+    # dlt would read it as an empty page: the end of the list, and the sweep would delete the rest.
+    page = response('{"error": "quota exceeded", "peoples": []}', url="https://api.example.com/v1/people/all")
+    with pytest.raises(ApiResponseError) as raised:
+        expect_json("audience", "people")(page)
+    message = str(raised.value)
+    assert message.startswith("audience API answered GET /v1/people/all without its `people` field")
+    assert "Nothing of this endpoint was loaded" in message
+    assert "quota exceeded" in message  # the body's start, to see what the API said
+
+
+def test_expect_json_stops_on_an_object_where_the_root_selector_wants_an_array() -> None:
+    with pytest.raises(ApiResponseError, match=r"^feedback API answered GET /accounts with something other"):
+        expect_json("feedback", "$")(response('{"accounts": []}', url="https://api.example.com/accounts"))
+
+
+def test_the_retry_policy_is_the_seeds() -> None:
+    policy = RetryPolicy()
+    assert (policy.max_attempts, policy.backoff_factor) == (4, 2.0)
+    assert set(transport.RETRY_STATUS_CODES) == {429, 500, 502, 503, 504}
+
+
+class CannedAdapter:
+    """Replaces the network under the session: answers each request with the next canned status."""
+
+    def __init__(self, statuses: list[int | type[Exception]]) -> None:
+        self.statuses: Iterator[int | type[Exception]] = iter(statuses)
+        self.sent: list[tuple[str, float | None]] = []
+
+    def send(self, request: PreparedRequest, *args: object, **kwargs: object) -> Response:
+        timeout = kwargs.get("timeout")
+        self.sent.append((str(request.url), timeout if isinstance(timeout, float | int) else None))
+        status = next(self.statuses)
+        if not isinstance(status, int):
+            raise status("canned")
+        answer = response("[]", status=status, url=str(request.url))
+        answer.request = request
+        return answer
+
+
+@pytest.fixture
+def canned(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> CannedAdapter:
+    adapter = CannedAdapter(request.param)
+    # Under the observed adapter, which stays real: HTTPAdapter.send is what would open a socket.
+    monkeypatch.setattr(
+        HTTPAdapter, "send", lambda _self, request, *args, **kwargs: adapter.send(request, **kwargs)
+    )
+    return adapter
+
+
+def quick_transport(api: str = "audience", **policy: float) -> Transport:
+    retry = RetryPolicy(backoff_factor=0, timeout=7.5, **policy)  # type: ignore[arg-type]
+    return Transport(retry=retry, requests_per_minute=None, rate_window_seconds=60, stats=RequestStats(api))
+
+
+@pytest.mark.parametrize("canned", [[503, 429, 200]], indirect=True)
+def test_the_session_retries_the_seeds_statuses_and_counts_each_retry(canned: CannedAdapter) -> None:
+    source = quick_transport()
+    answer = source.session().get("https://api.example.com/v1/people/all?offset=0&limit=100")
+    assert answer.status_code == 200
+    assert len(canned.sent) == 3
+    assert all(timeout == 7.5 for _, timeout in canned.sent)  # dlt's send() passes none: the policy's applies
+    assert source.stats.requests["/v1/people/all"] == 3
+    assert source.stats.retries["/v1/people/all"] == 2
+    assert source.stats.for_endpoint("/people/all") == (3, 2)
+    assert source.stats.last["/v1/people/all"] == "/v1/people/all?offset=0&limit=100"
+
+
+@pytest.mark.parametrize("canned", [[500, 500, 500, 500, 200]], indirect=True)
+def test_the_session_gives_up_after_max_attempts(canned: CannedAdapter) -> None:
+    answer = quick_transport().session().get("https://api.example.com/v1/people/all")
+    assert answer.status_code == 500  # the RESTClient raises for it, after its response hooks
+    assert len(canned.sent) == 4
+
+
+@pytest.mark.parametrize("canned", [[404, 200]], indirect=True)
+def test_the_session_does_not_retry_other_errors(canned: CannedAdapter) -> None:
+    source = quick_transport()
+    assert source.session().get("https://api.example.com/v1/nothing").status_code == 404
+    assert len(canned.sent) == 1
+    assert source.stats.retries["/v1/nothing"] == 0
+
+
+@pytest.mark.parametrize("canned", [[requests.ConnectionError, 200]], indirect=True)
+def test_the_session_retries_a_connection_error(canned: CannedAdapter) -> None:
+    source = quick_transport()
+    assert source.session().get("https://api.example.com/v1/people/all").status_code == 200
+    assert source.stats.retries["/v1/people/all"] == 1
+
+
+@pytest.mark.parametrize("canned", [[200] * 3], indirect=True)
+def test_the_session_paces_requests_under_a_rate_limit(canned: CannedAdapter, clock: FakeClock) -> None:
+    source = Transport(
+        retry=RetryPolicy(backoff_factor=0),
+        requests_per_minute=60,
+        rate_window_seconds=2,  # 2 requests per 2-second window
+        stats=RequestStats("feedback"),
+    )
+    session = source.session()
+    for _ in range(3):
+        session.get("https://api.example.com/surveys")
+    assert len(clock.slept) == 1  # the third request waited for the window, on the fake clock
