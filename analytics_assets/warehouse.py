@@ -141,9 +141,9 @@ def _describe(pipeline: dlt.Pipeline, name: str) -> tuple[str, str | None]:
 def warehouse_lock(log: logging.Logger) -> Iterator[None]:
     """Hold the embedded warehouse for one writer at a time.
 
-    DuckDB lets only one process open a file for writing; the audience and feedback assets run in
-    separate processes (and a schedule tick can meet a manual run), so their loads take turns on a
-    lock file beside the database. Server destinations handle concurrent writers themselves: no-op.
+    DuckDB lets only one process open a file for writing; runs of the two APIs are processes of their
+    own (a schedule tick can meet a manual run), so their loads take turns on a lock file beside the
+    database. Server destinations handle concurrent writers themselves: no-op.
     """
     if destination_name() != "duckdb":
         yield

@@ -109,6 +109,21 @@ class Warehouse:
         finally:
             con.close()
 
+    def execute(self, sql: str, *args: Any) -> None:
+        """Change the warehouse behind the loader's back (`%s` placeholders on PostgreSQL, `?` on DuckDB)."""
+        if self.destination == "duckdb":
+            assert self.path is not None
+            with duckdb.connect(str(self.path)) as con:
+                con.execute(sql, list(args))
+            return
+        assert self.url is not None
+        con = psycopg2.connect(self.url)
+        try:
+            with con, con.cursor() as cursor:
+                cursor.execute(sql, args)
+        finally:
+            con.close()
+
     def tables(self, dataset: str) -> set[str]:
         """The data tables of a dataset: neither dlt's own tables nor child tables (`a__b`)."""
         rows = self.query(

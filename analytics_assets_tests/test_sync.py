@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from analytics_assets_tests.conftest import SMALL, Warehouse
+from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
 
@@ -176,16 +176,15 @@ def test_an_old_response_updated_waits_for_the_reconciliation(
     assert event.materialization.metadata["rows_deleted"].value == 1
 
 
+@on_every_warehouse
 def test_a_row_lost_from_the_warehouse_comes_back(configured: Sandbox, warehouse: Warehouse) -> None:
     """Offset paging can skip a person while the API changes; the cursor would keep it out: a sync repairs it."""
     assert materialize("audience/peoples").success
     lost = warehouse.query("select id from audience.peoples limit 1")[0][0]
     # Simulate the skip: the row is gone from the warehouse while the API still serves it, unchanged.
-    if warehouse.destination == "duckdb":
-        import duckdb
-
-        with duckdb.connect(str(warehouse.path)) as con:
-            con.execute("delete from audience.peoples where id = ?", [lost])
+    placeholder = "?" if warehouse.destination == "duckdb" else "%s"
+    warehouse.execute(f"delete from audience.peoples where id = {placeholder}", lost)
+    assert warehouse.query(f"select count(*) from audience.peoples where id = '{lost}'")[0][0] == 0
     assert materialize("audience/peoples").success
     assert warehouse.query(f"select count(*) from audience.peoples where id = '{lost}'")[0][0] == 1
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
