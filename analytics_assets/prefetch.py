@@ -70,9 +70,7 @@ def _paging(query: str, offset_params: Collection[str], limit_param: str) -> tup
 
 def _with_offset(url: str, name: str, offset: int) -> str:
     parts = urlsplit(url)
-    query = "&".join(
-        f"{name}={offset}" if p.partition("=")[0] == name else p for p in parts.query.split("&")
-    )
+    query = "&".join(f"{name}={offset}" if p.partition("=")[0] == name else p for p in parts.query.split("&"))
     return urlunsplit(parts._replace(query=query))
 
 

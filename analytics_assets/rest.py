@@ -133,7 +133,7 @@ def assemble(
             steps = by_name[parent].get("processing_steps") or []
             by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
     offset_params = {
-        paginator.param_name
+        str(paginator.param_name)
         for resource in by_name.values()
         if isinstance(paginator := resource["endpoint"].get("paginator"), ShortPageOffsetPaginator)  # type: ignore[union-attr]
     }

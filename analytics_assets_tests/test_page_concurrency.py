@@ -2,6 +2,7 @@
 exact and in page order, the end of the list exact, at most one window of requests past it."""
 
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 
@@ -37,7 +38,9 @@ def assert_pages_of_a_sequential_read_and_at_most_a_window_more(requested: list[
 
 
 @pytest.mark.parametrize("sandbox", [LONG_LIST], indirect=True)
-def test_pages_of_one_list_overlap_and_the_warehouse_is_exact(configured: Sandbox, warehouse: Warehouse) -> None:
+def test_pages_of_one_list_overlap_and_the_warehouse_is_exact(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
     configured.set_latency(LATENCY)
     assert materialize("audience/peoples").success
 
@@ -45,7 +48,7 @@ def test_pages_of_one_list_overlap_and_the_warehouse_is_exact(configured: Sandbo
     arrivals = sorted(r["time"] for r in requested)
     # The sandbox answers each request LATENCY after it arrives: a reader that waits for each answer
     # before asking again can never have two requests arrive closer than that.
-    overlapping = sum(1 for a, b in zip(arrivals, arrivals[1:], strict=False) if b - a < LATENCY / 2)
+    overlapping = sum(1 for a, b in pairwise(arrivals) if b - a < LATENCY / 2)
     assert overlapping >= 5
     assert_pages_of_a_sequential_read_and_at_most_a_window_more(offsets(configured))
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
@@ -82,4 +85,3 @@ def test_one_page_at_a_time_when_set_to_1(
     monkeypatch.setenv("SOURCES__AUDIENCE__PAGE_CONCURRENCY", "1")
     assert materialize("audience/peoples").success
     assert offsets(configured) == list(range(0, 2100, 100))  # in order, none past the end
-
