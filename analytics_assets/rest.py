@@ -122,7 +122,6 @@ def assemble(
     """
     client = config["client"]
     check_base_url(api, client["base_url"], env_var(api, "base_url"), allow_insecure_http)
-    client["session"] = transport.session()
     by_name = {str(r["name"]): r for r in config["resources"] if isinstance(r, dict)}
     for resource in by_name.values():
         endpoint = resource["endpoint"]
@@ -134,6 +133,12 @@ def assemble(
         for parent, field in _PLACEHOLDER.findall(str(endpoint.get("path", ""))):
             steps = by_name[parent].get("processing_steps") or []
             by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
+    offset_params = {
+        str(paginator.param_name)
+        for resource in by_name.values()
+        if isinstance(paginator := resource["endpoint"].get("paginator"), ShortPageOffsetPaginator)  # type: ignore[union-attr]
+    }
+    client["session"] = transport.session(offset_params)
     if served_keys is not None:
         for name, resource in by_name.items():
             paginator = resource["endpoint"].get("paginator")  # type: ignore[union-attr]

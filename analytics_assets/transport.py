@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from dlt.sources.helpers.requests import Client
 from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
+
+from analytics_assets.prefetch import PagePrefetcher
 
 RETRY_STATUS_CODES = (429, 500, 502, 503, 504)
 """The seeds' retry rule: these statuses are retried, every other error fails at once."""
@@ -134,7 +136,7 @@ class _ObservedAdapter(HTTPAdapter):
     """Sees every attempt (retries included): paces it, bounds it in time, counts it, remembers why it failed."""
 
     def __init__(self, stats: RequestStats, pacer: Pacer | None, timeout: float) -> None:
-        super().__init__(pool_maxsize=16)
+        super().__init__(pool_maxsize=32)  # endpoints, segments and pages side by side
         self.stats = stats
         self.pacer = pacer
         self.timeout = timeout
@@ -226,9 +228,16 @@ class Transport:
     requests_per_minute: float | None
     rate_window_seconds: float
     stats: RequestStats
+    page_concurrency: int = 1
+    """Pages of one offset-paged list requested at once (see `prefetch.py`); 1 reads them one by one."""
 
-    def session(self) -> Session:
-        """A session for dlt's RESTClient: dlt's retrying client, with the observed adapter under it."""
+    def session(self, offset_params: Collection[str] = ()) -> Session:
+        """A session for dlt's RESTClient: dlt's retrying client, with the observed adapter under it.
+
+        Args:
+            offset_params: The query parameters that carry a page's offset: requests with one of them
+                (and a `limit`) are paged, and up to `page_concurrency` of their pages go out at once.
+        """
         client = Client(
             request_timeout=self.retry.timeout,
             raise_for_status=False,  # dlt's RESTClient raises itself, after its response hooks
@@ -246,4 +255,8 @@ class Transport:
         adapter = _ObservedAdapter(self.stats, pacer, self.retry.timeout)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        if self.page_concurrency > 1 and offset_params:
+            # Above dlt's retrying send: each page requested ahead is retried on its own.
+            prefetcher = PagePrefetcher(session.send, self.page_concurrency, offset_params)
+            session.send = prefetcher.send  # type: ignore[method-assign]
         return session

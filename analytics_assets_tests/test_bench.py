@@ -27,6 +27,8 @@ POSITIVE_FIGURES = [
     ("syncs", "first", "run_seconds"),
     ("syncs", "nightly", "run_seconds"),
     ("latency", "run_seconds"),
+    ("latency", "span_seconds"),
+    ("latency", "requests_vs_sequential"),
     ("latency", "round_trip_s"),
     ("latency", "longest_chain_seconds"),
     ("latency", "sum_seconds"),
@@ -56,7 +58,7 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
         env=env,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=420,  # two latency-bound CLI syncs among the rest
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [result] = tmp_path.glob("*-tiny.json")
@@ -79,11 +81,16 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
     assert first["total"] > nightly["total"] > 0
     assert figures["latency"]["longest_chain"].endswith("/people/all")
     assert figures["latency"]["sum_seconds"] > figures["latency"]["longest_chain_seconds"]
+    # Pages side by side read the same pages as one by one, and at most a window more per list.
+    runs = figures["latency"]["runs"]
+    assert runs["side_by_side"]["rows"] == runs["sequential"]["rows"]
+    assert runs["sequential"]["requests"] <= runs["side_by_side"]["requests"]
     assert figures["memory"]["large"]["people"] > figures["memory"]["small"]["people"]
     assert {t["name"] for t in figures["targets"]} >= {
         "peoples throughput / limit",
         "peoples throughput / baseline",
         "latency-bound sync / longest chain",
+        "requests: side by side / sequential",
         "peak RSS large / small",
         "definitions load / import dagster+dlt",
     }
