@@ -25,7 +25,7 @@ SEED_REQUESTS = [
     ("/audience/v1/people/all", {"limit": "1"}),
     ("/audience/v1/accounts", {}),
     ("/audience/v1/tags-management", {}),
-    ("/audience/v1/segments", {}),
+    ("/audience/v1/segments", {"limit": "1"}),  # paged like people (its connector pages it)
     ("/audience/v1/fields", {}),
     ("/audience/v1/segments/1001/people", {"limit": "1"}),
     ("/feedback/v1/management/surveys", {}),
