@@ -65,14 +65,24 @@ def load_side_by_side(
     def _read(load: EndpointLoad) -> EndpointLoad:
         load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
         try:
-            fresh_pipeline(load.pipeline)
+            if load.error is not None:
+                return load
+            if load is not loads[0]:
+                fresh_pipeline(load.pipeline)
             read(load)
         except Exception as error:  # kept for the report; the other endpoints go on
             load.error = error
         return load
 
-    # dlt imports pyarrow on first use; threads importing a module at once can see it half-initialized.
+    # dlt imports modules on first use (pyarrow, the destination's client), and threads importing a module
+    # at once can see it half-initialized: the first pipeline is restored here, before any thread starts.
     import dlt.common.libs.pyarrow  # noqa: F401
+
+    if loads:
+        try:
+            fresh_pipeline(loads[0].pipeline)
+        except Exception as error:
+            loads[0].error = error
 
     with ThreadPoolExecutor(max_workers=max(len(loads), 1), thread_name_prefix="endpoint") as pool:
         for done in as_completed([pool.submit(_read, load) for load in loads]):

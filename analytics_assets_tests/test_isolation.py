@@ -238,7 +238,8 @@ def test_a_failed_blocking_check_on_segments_still_keeps_its_members_from_loadin
     configured: Sandbox, warehouse: Warehouse, cli: Cli
 ) -> None:
     """Through the CLI, whose executor runs a step once its inputs exist even after a failed step."""
-    assert cli.materialize().returncode == 0
+    first = cli.materialize()
+    assert first.returncode == 0, first.stderr[-4000:]
     members = warehouse.query("select count(*) from audience.segment_people")
     configured.data.truncate("segments", 1)  # most segments vanish: row_count_drop fails at ERROR, blocking
     configured.clear_requests()
