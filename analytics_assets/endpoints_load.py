@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import dlt
@@ -48,6 +49,7 @@ def load_side_by_side(
     loads: Sequence[EndpointLoad],
     read: Callable[[EndpointLoad], None],
     write: Callable[[EndpointLoad], LoadInfo],
+    warehouse: Callable[[], AbstractContextManager[object]],
 ) -> None:
     """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
 
@@ -59,7 +61,9 @@ def load_side_by_side(
         loads: The endpoints of this op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
-        write: Normalizes and loads one extracted endpoint.
+        write: Normalizes and loads one extracted endpoint (it holds `warehouse` where it needs it).
+        warehouse: Holds the warehouse while a pipeline's state is restored from it (the embedded one
+            takes one process at a time; the API requests run outside it).
     """
 
     def _read(load: EndpointLoad) -> EndpointLoad:
@@ -68,7 +72,8 @@ def load_side_by_side(
             if load.error is not None:
                 return load
             if load is not loads[0]:
-                fresh_pipeline(load.pipeline)
+                with warehouse():
+                    fresh_pipeline(load.pipeline)
             read(load)
         except Exception as error:  # kept for the report; the other endpoints go on
             load.error = error
@@ -80,7 +85,8 @@ def load_side_by_side(
 
     if loads:
         try:
-            fresh_pipeline(loads[0].pipeline)
+            with warehouse():
+                fresh_pipeline(loads[0].pipeline)
         except Exception as error:
             loads[0].error = error
 
