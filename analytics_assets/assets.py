@@ -40,7 +40,7 @@ from analytics_assets.history import (
 from analytics_assets.locks import api_lock
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
-from analytics_assets.tags import step_tags
+from analytics_assets.tags import CHILD_PATH
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
 from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
@@ -164,8 +164,7 @@ class _Load:
         return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
 
     def extract(self, load: EndpointLoad) -> None:
-        with warehouse_lock(self.context.log):
-            check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
+        check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
@@ -202,12 +201,11 @@ class _Load:
     def write(self, load: EndpointLoad) -> LoadInfo:
         # normalize() and load() rather than run(): run() would sync with the warehouse again, which on a
         # first load (no dataset yet) wipes the package just extracted.
-        load.pipeline.normalize()  # local files only: other steps may use the warehouse meanwhile
-        with warehouse_lock(self.context.log):
-            info = load.pipeline.load()
-            info.raise_on_failed_jobs()
-            if keeps_history(self.api.name, load.resource):
-                refresh_current_view(load.pipeline, load.resource)
+        load.pipeline.normalize()
+        info = load.pipeline.load()
+        info.raise_on_failed_jobs()
+        if keeps_history(self.api.name, load.resource):
+            refresh_current_view(load.pipeline, load.resource)
         return info
 
     def failure(self, load: EndpointLoad) -> str:
@@ -326,7 +324,7 @@ def _build_load_assets(
         dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
         name=load,
         dagster_dlt_translator=translator,
-        op_tags=step_tags(api.name, first=load != api.name),  # a child's load: the end of the chain
+        op_tags=CHILD_PATH if load != api.name else None,  # a child's load: next after its parent's checks
     )
     def _assets(
         context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
@@ -343,18 +341,16 @@ def _build_load_assets(
         run = _Load(context, api, catalog, config)
         pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
         check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
-        # Runs of one API take turns; the warehouse is held only where it is used (`warehouse_lock`).
-        with api_lock(api.name, context):
+        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
             loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
-            load_side_by_side(loads, run.read, run.write, warehouse=lambda: warehouse_lock(context.log))
+            load_side_by_side(loads, run.read, run.write)
             failures = []
             for endpoint in loads:
                 if endpoint.error is not None:
                     failures.append(run.failure(endpoint))
                     continue
-                with warehouse_lock(context.log):
-                    swept = None if endpoint.unavailable else run.sweep(endpoint)
-                    metadata = run.metadata(endpoint, swept)
+                swept = None if endpoint.unavailable else run.sweep(endpoint)
+                metadata = run.metadata(endpoint, swept)
                 if endpoint.info is not None:
                     resource = run.source(endpoint).resources[endpoint.resource]
                     metadata = {

@@ -1,6 +1,6 @@
 """The Dagster definitions of the analytics_assets code location."""
 
-from dagster import Definitions, multiprocess_executor
+from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from analytics_assets.alert_sensors import build_alert_sensors
@@ -12,21 +12,6 @@ from analytics_assets.checks.suite import build_asset_checks
 from analytics_assets.connection import check_connection_job
 from analytics_assets.feedback.sensors import new_feedback_sensor
 from analytics_assets.schedules import build_jobs, build_schedules
-from analytics_assets.tags import API_TAG
-
-STEP_PRELOAD = [
-    "analytics_assets.definitions",
-    # What a step process imports beyond the definitions (found by listing its `sys.modules`): the
-    # instance's storage, Dagster's loading of the definitions, the DuckDB client and pyarrow. A name
-    # that no longer imports is skipped by the forkserver (the step then imports what it needs itself).
-    "dagster._core.storage.sqlite_storage",
-    "dagster._core.instance.factory",
-    "dagster._core.definitions.freshness_evaluator",
-    "dagster._utils.test.definitions",
-    "dlt.common.libs.pyarrow",
-    "dlt.destinations.impl.duckdb.sql_client",
-]
-"""Modules the forkserver imports once, so that a step process starts without importing them."""
 
 assets = [assets for api in APIS for assets in build_api_assets(api)]
 jobs = build_jobs(assets)
@@ -50,14 +35,7 @@ defs = Definitions(
     # A step starts once the outputs it needs exist, even when the step that made them failed: one
     # failed endpoint keeps only its own checks (and children) from running, not those of the endpoints
     # loaded beside it. Child ops check their parent's blocking checks themselves (`assets.py`).
-    executor=multiprocess_executor.configured(
-        {
-            "max_concurrent": 3,
-            "tag_concurrency_limits": [
-                {"key": API_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-            ],
-            "start_method": {"forkserver": {"preload_modules": STEP_PRELOAD}},
-            "step_dependency_config": {"require_upstream_step_success": False},
-        }
+    executor=in_process_executor.configured(
+        {"step_dependency_config": {"require_upstream_step_success": False}}
     ),
 )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import dlt
@@ -49,7 +48,6 @@ def load_side_by_side(
     loads: Sequence[EndpointLoad],
     read: Callable[[EndpointLoad], None],
     write: Callable[[EndpointLoad], LoadInfo],
-    warehouse: Callable[[], AbstractContextManager[object]],
 ) -> None:
     """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
 
@@ -61,9 +59,7 @@ def load_side_by_side(
         loads: The endpoints of this op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
-        write: Normalizes and loads one extracted endpoint (it holds `warehouse` where it needs it).
-        warehouse: Holds the warehouse while a pipeline's state is restored from it (the embedded one
-            takes one process at a time; the API requests run outside it).
+        write: Normalizes and loads one extracted endpoint.
     """
 
     def _read(load: EndpointLoad) -> EndpointLoad:
@@ -72,8 +68,7 @@ def load_side_by_side(
             if load.error is not None:
                 return load
             if load is not loads[0]:
-                with warehouse():
-                    fresh_pipeline(load.pipeline)
+                fresh_pipeline(load.pipeline)
             read(load)
         except Exception as error:  # kept for the report; the other endpoints go on
             load.error = error
@@ -85,8 +80,7 @@ def load_side_by_side(
 
     if loads:
         try:
-            with warehouse():
-                fresh_pipeline(loads[0].pipeline)
+            fresh_pipeline(loads[0].pipeline)
         except Exception as error:
             loads[0].error = error
 

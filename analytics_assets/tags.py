@@ -1,5 +1,5 @@
-"""The tags of this code location: every run it starts says why it runs (`analytics/sync`), and every
-step says which API it works on (`analytics/api`)."""
+"""The tags of this code location: every run it starts says why it runs (`analytics/sync`); the steps
+on the way to a child's load go first (`CHILD_PATH`)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ NEW_FEEDBACK = {SYNC_TAG: "new-feedback"}
 SEGMENT_MEMBERS = {SYNC_TAG: "segment-members"}
 CONNECTION_TEST = {SYNC_TAG: "connection-test"}
 
-API_TAG = "analytics/api"
-"""The op tag naming the API whose dataset a load or check op uses: the executor runs one such step of
-an API at a time (`definitions.py`), as they would take turns on its lock anyway (`locks.py`)."""
+CHILD_PATH = {"dagster/priority": "1"}
+"""Op tags of the steps a child's load waits for (its parent's check op) and of the child's load itself.
 
-
-def step_tags(api: str, first: bool = False) -> dict[str, str]:
-    """The op tags of a step working on `api`'s dataset.
-
-    Args:
-        first: The step is on the way to a child's load (a parent's blocking checks, a child load):
-            among the ready steps of its API it runs first (Dagster's `dagster/priority`), so that the
-            child's requests do not wait behind the checks of every other table.
-    """
-    return {API_TAG: api, **({"dagster/priority": "1"} if first else {})}
+The run executes its steps one at a time (`definitions.py`); among the ready steps, these go first
+(Dagster's `dagster/priority`), so a child's requests follow its parent's load and checks instead of
+the checks of every other table, and the other API's load follows them at once: no check runs
+between the first request of a run and its last (README, "Performance").
+"""

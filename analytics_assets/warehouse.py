@@ -11,11 +11,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import dlt
 from dagster import Failure
@@ -139,73 +137,26 @@ def _describe(pipeline: dlt.Pipeline, name: str) -> tuple[str, str | None]:
     return where, str(password) if password else None
 
 
-class _ProcessFileLock:
-    """One process's hold on a lock file: an `flock` for the process, and one thread at a time inside.
-
-    An `flock` belongs to an open file, so two threads opening the file on their own would lock each
-    other out; and DuckDB, opened by two threads at once, can refuse the second ("Unique file handle
-    conflict ... already attached"). So the threads of a process take turns on a re-entrant lock, and
-    the first one in takes the `flock` for the process.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.thread_lock = threading.RLock()
-        self.depth = 0
-        self.file: IO[str] | None = None
-
-    def acquire(self, log: logging.Logger, what: Path) -> None:
-        self.thread_lock.acquire()
-        if self.depth == 0:
-            file = open(self.path, "w")  # noqa: SIM115 (closed in release)
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info(f"Waiting for another step or run to finish with {what} (DuckDB allows one writer).")
-                try:
-                    fcntl.flock(file, fcntl.LOCK_EX)
-                except BaseException:
-                    file.close()
-                    self.thread_lock.release()
-                    raise
-            self.file = file
-        self.depth += 1
-
-    def release(self) -> None:
-        self.depth -= 1
-        if self.depth == 0 and self.file is not None:
-            self.file.close()  # closing the file drops the flock
-            self.file = None
-        self.thread_lock.release()
-
-
-_process_locks: dict[Path, _ProcessFileLock] = {}
-_process_locks_guard = threading.Lock()
-
-
 @contextmanager
 def warehouse_lock(log: logging.Logger) -> Iterator[None]:
-    """Hold the embedded warehouse for one process at a time, for as long as the block uses it.
+    """Hold the embedded warehouse for one writer at a time.
 
-    DuckDB lets only one process open a file for writing (and a reader in another process conflicts
-    with a writer). Runs of the two APIs are processes of their own (a schedule tick can meet a manual
-    run), and so is every step of a run (`definitions.py`): they take turns on a lock file beside the
-    database. Hold it only around the work that opens the file (restoring a pipeline's state, a load,
-    the sweep, the checks' queries), never around API requests, so that one step reads its API while
-    another writes. Within a process, one thread at a time (re-entrant). Taken after `locks.api_lock`,
-    never before, and no API lock is waited for while it is held: the locks cannot deadlock. Server
-    destinations handle concurrent writers themselves: no-op.
+    DuckDB lets only one process open a file for writing; runs of the two APIs are processes of their
+    own (a schedule tick can meet a manual run), so their loads take turns on a lock file beside the
+    database. Server destinations handle concurrent writers themselves: no-op.
     """
     if destination_name() != "duckdb":
         yield
         return
     path = duckdb_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with _process_locks_guard:
-        lock = _process_locks.setdefault(lock_path, _ProcessFileLock(lock_path))
-    lock.acquire(log, path)
-    try:
-        yield
-    finally:
-        lock.release()
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"Waiting for another load to finish writing {path} (DuckDB allows one writer).")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -208,7 +208,7 @@ def build_load_checks(
         name: The check op is `<name>_checks`.
         dataset: The dataset (schema) of the tables.
         checks: The checks of each asset.
-        op_tags: The check op's tags (`tags.step_tags`).
+        op_tags: The check op's tags (`tags.CHILD_PATH` for a parent's checks).
     """
     by_key = {AssetCheckKey(key, check.name): check for key, group in checks.items() for check in group}
     specs = [
