@@ -29,6 +29,9 @@ PAGE_CONCURRENCY = 8
 """Pages of one list in flight at once. The API has no rate limit, so the chain of `/people/all` is
 what bounds a sync: 8 pages at once divide its round trips by ~8 and cost at most 7 requests past the
 end of a list (measured in benchmarks/README.md)."""
+ARROW_RESOURCES = ("peoples", "segment_people")
+"""The large flat lists: their pages go to dlt as Arrow tables where that changes nothing in the
+warehouse (`arrow_pages.py`), which saves most of dlt's row-by-row normalizing."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +141,7 @@ def audience(
     request_timeout: float = 60.0,
     page_concurrency: int = PAGE_CONCURRENCY,
     allow_insecure_http: bool = False,
+    arrow_pages: bool = True,
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
 ) -> list[DltResource]:
@@ -153,6 +157,8 @@ def audience(
         page_concurrency: Pages of one list requested at once (`SOURCES__AUDIENCE__PAGE_CONCURRENCY`; 1 reads
             them one after another; see `PAGE_CONCURRENCY`).
         allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
+        arrow_pages: Hand the pages of `ARROW_RESOURCES` to dlt as Arrow tables where possible
+            (`SOURCES__AUDIENCE__ARROW_PAGES=false`: every page as rows; the warehouse is the same).
         served_keys: Records the keys served, for sweeping deletions after the load.
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
     """
@@ -164,4 +170,11 @@ def audience(
         page_concurrency,
     )
     config = audience_config(base_url, api_key, api_key_header, full_scan)
-    return assemble("audience", config, transport, served_keys, allow_insecure_http)
+    return assemble(
+        "audience",
+        config,
+        transport,
+        served_keys,
+        allow_insecure_http,
+        arrow_resources=ARROW_RESOURCES if arrow_pages else (),
+    )

@@ -1,0 +1,244 @@
+"""Pages as Arrow tables where that changes nothing in the warehouse.
+
+dlt normalizes dict rows one value at a time (inferring, coercing and parsing every timestamp with
+pendulum): on the large flat endpoints that is most of a load's CPU time. An Arrow table skips that
+step (dlt writes it to Parquet as it is), so a page of plain records is handed to dlt as one, built
+with the types dlt's row normalizer would give each column:
+
+- a column the table already has: its stored type (text, bigint, double, bool, timestamp);
+- a new column: the type dlt infers from the column's first non-null value (its type detections,
+  its preferred types), so the Arrow page creates the column the row path would have created.
+
+A page goes to dlt as rows, unchanged, when any of its values is not of its column's type (a number
+where a string was: drift, which the row path turns into a variant column like `lead_score__v_text`),
+is nested (child tables, JSON columns), is a timestamp string Arrow and dlt might read differently, or
+when a new column would take another place in the table than the row path gives it. From such a page
+on, the rest of the read goes as rows too, so the columns the row path creates come after the ones
+the Arrow pages created, as they would in a read of rows only. Tables that keep history (scd2, whose
+row ids are hashes of the rows) are read as rows.
+
+The check costs one pass over each column's values in C (`map(type, ...)`) and a regular expression
+over the timestamp columns, well under the time dlt's row normalizer spends on them.
+
+Plain dlt and pyarrow, no Dagster import: a step of a `rest_api` resource (`rest.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.schema import Schema, TColumnSchema
+from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
+from dlt.common.schema.utils import autodetect_sc_type, has_default_column_prop_value, hint_to_column_prop
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
+from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
+from dlt.extract.items_transform import ItemTransform
+
+_NAMING = NamingConvention()
+_NONE = type(None)
+_PY_TYPES = {str: "text", int: "bigint", float: "double", bool: "bool"}
+"""The JSON scalars and the type dlt's row normalizer gives a column whose first value is one."""
+_ACCEPTS: dict[str, frozenset[type]] = {
+    "text": frozenset({str, _NONE}),
+    "timestamp": frozenset({str, _NONE}),
+    "bigint": frozenset({int, _NONE}),
+    "double": frozenset({float, int, _NONE}),  # dlt coerces a whole number into a double column as is
+    "bool": frozenset({bool, _NONE}),
+}
+"""The Python types whose values dlt stores in a column of each type as they are (no variant)."""
+_ARROW = {"text": pa.string(), "bigint": pa.int64(), "double": pa.float64(), "bool": pa.bool_()}
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+# The ISO 8601 form both pendulum (dlt's row path) and Arrow's cast read to the same instant.
+_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+
+
+def _first(values: list[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _row_path_column(schema: Schema, name: str, data_type: str) -> TColumnSchema:
+    """The column dlt's row normalizer creates for a first value of `data_type`: its nullability and
+    the schema's default hints by name (`_dlt_id` is unique and the row key), merged with the hints
+    the resource gave the column before (a primary key is not nullable)."""
+    column: TColumnSchema = {
+        "name": name,
+        "data_type": data_type,  # type: ignore[typeddict-item]
+        "nullable": not schema._infer_hint("not_null", name),
+    }
+    for hint in schema._compiled_hints:
+        if hint != "not_null":
+            prop = hint_to_column_prop(hint)
+            value = schema._infer_hint(hint, name)
+            if not has_default_column_prop_value(prop, value):
+                column[prop] = value  # type: ignore[literal-required]
+    return column
+
+
+class _Page:
+    """One page of plain records as an Arrow table with the columns the row path would give it.
+
+    Args:
+        rows: The page's records.
+        schema: The schema dlt extracts with (the warehouse's, plus what this read added).
+        table: The resource's table.
+        load_id: The load package's id (`_dlt_load_id`).
+        key: The primary key's columns (not nullable).
+    """
+
+    def __init__(
+        self, rows: list[dict[str, Any]], schema: Schema, table: str, load_id: str, key: frozenset[str]
+    ) -> None:
+        self.rows = rows
+        self.key = key
+        self.schema = schema
+        self.table_name = table
+        self.load_id = load_id
+        self.columns = (schema.tables.get(table) or {}).get("columns") or {}
+        self.new_table = C_DLT_ID not in self.columns
+        """Nothing was loaded or extracted into this table yet: the page creates its columns."""
+        self.created: dict[str, TColumnSchema] = {}
+
+    def table(self) -> pa.Table | None:
+        """The Arrow table, or None when the page must go as rows."""
+        rows = self.rows
+        fields: dict[str, None] = {}
+        for row in rows:  # the fields in order of first appearance (dicts keep their keys' order)
+            fields.update(dict.fromkeys(row))
+        names: set[str] = set()
+        arrays: dict[str, pa.Array] = {}
+        for field in fields:
+            name = _NAMING.normalize_identifier(field)
+            if name in names or name.startswith("_dlt"):
+                return None  # two fields in one column, or one of dlt's own: the row path decides
+            names.add(name)
+            values = [row.get(field) for row in rows]
+            column = self.columns.get(name) or {}
+            data_type = column.get("data_type")
+            if data_type is None:
+                if not self.new_table:
+                    # A new column of a loaded table goes as rows, whose normalizer reports it to the
+                    # run (the `new_columns` metadata); Arrow columns are added during extract, unreported.
+                    return None
+                first = _first(values)
+                if first is None:
+                    continue  # null only: the row path creates no column either
+                kind = type(first)
+                if kind not in _PY_TYPES:
+                    return None  # nested, or a subclass dlt may treat otherwise
+                data_type = (
+                    self.schema.get_preferred_type(name)
+                    or autodetect_sc_type(self.schema._type_detections, kind, first)
+                    or _PY_TYPES[kind]
+                )
+                # Hints the resource gave the column before (a primary key) stay, as in the row path.
+                self.created[field] = {**_row_path_column(self.schema, name, data_type), **column}  # type: ignore[typeddict-item]
+            accepts = _ACCEPTS.get(data_type)
+            if accepts is None or not set(map(type, values)) <= accepts:
+                return None
+            try:
+                if data_type == "timestamp":
+                    strings = pa.array(values, pa.string())
+                    if pc.all(pc.match_substring_regex(strings, _ISO)).as_py() is False:
+                        return None
+                    arrays[name] = strings.cast(_TIMESTAMP)
+                else:
+                    arrays[name] = pa.array(values, _ARROW[data_type])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                return None
+        if self.created:
+            self._create_columns()
+        # Arrow fields as nullable as their columns: dlt warns about every difference.
+        nullable = {name: c.get("nullable", True) for name, c in self.columns.items()}
+        nullable.update(dict.fromkeys(self.key, False))
+        dlt_ids = {
+            C_DLT_LOAD_ID: pa.array([self.load_id] * len(rows), pa.string()),
+            C_DLT_ID: pa.array(generate_dlt_ids(len(rows)), pa.string()),
+        }
+        schema = pa.schema(
+            [pa.field(name, array.type, nullable=nullable.get(name, True)) for name, array in arrays.items()]
+            + [pa.field(name, pa.string(), nullable=False) for name in dlt_ids]
+        )
+        return pa.Table.from_arrays([*arrays.values(), *dlt_ids.values()], schema=schema)
+
+    def _create_columns(self) -> None:
+        """Add the page's columns to the table as the row path would: the columns of the first row in
+        its order, dlt's `_dlt_load_id` and `_dlt_id`, then the others in the order of their first
+        values (row by row)."""
+        first_row = [f for f, v in self.rows[0].items() if v is not None and f in self.created]
+        rest = self._first_appearance([f for f in self.created if f not in first_row])
+        columns = [self.created[f] for f in first_row]
+        columns += [_row_path_column(self.schema, name, "text") for name in (C_DLT_LOAD_ID, C_DLT_ID)]
+        columns += [self.created[f] for f in rest]
+        self.schema.update_table(
+            {"name": self.table_name, "columns": {c["name"]: c for c in columns}},  # type: ignore[typeddict-item]
+            normalize_identifiers=False,
+        )
+        self.columns = self.schema.tables[self.table_name]["columns"]
+
+    def _first_appearance(self, fields: list[str]) -> list[str]:
+        """`fields` in the order the row path meets their first non-null values (row by row)."""
+        seen: dict[str, None] = {}
+        wanted = set(fields)
+        for row in self.rows:
+            for field, value in row.items():
+                if value is not None and field in wanted:
+                    seen.setdefault(field)
+            if len(seen) == len(wanted):
+                break
+        return list(seen)
+
+
+class ArrowPages(ItemTransform[Any, dict[str, Any]]):
+    """A resource step handing each page of plain records to dlt as an Arrow table (see the module).
+
+    Placed after dlt's incremental step (whose cursor and state stay those of rows) and every
+    processing step (credentials dropped, keys recorded for the sweep, parent fields renamed).
+
+    Args:
+        resource: The resource (its table in the source's schema).
+        primary_key: The resource's primary key, as the API names its fields.
+        history: Whether the resource's table keeps history: called per read, as history mode is
+            switched on after the resource is built.
+    """
+
+    placement_affinity = 1.05  # after the incremental step (1), before dlt's item limit (1.1)
+
+    def __init__(self, resource: str, primary_key: Sequence[str], history: Callable[[], bool]) -> None:
+        super().__init__(lambda item: item)
+        self.resource = resource
+        self.key = frozenset(_NAMING.normalize_identifier(k) for k in primary_key)
+        self.history = history
+        self.rows_only = False
+        """Set when a page went as rows: the rest of the read goes as rows too (see the module)."""
+        self._lock = threading.Lock()  # a child's pages come from several threads
+        self.arrow_pages = 0
+        self.row_pages = 0
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        if not isinstance(item, list) or not item:
+            return item
+        table = None if self.rows_only else self._table(item)
+        if table is None:
+            self.rows_only = True
+            self.row_pages += 1
+            return item
+        self.arrow_pages += 1
+        return table
+
+    def _table(self, rows: list[Any]) -> pa.Table | None:
+        if self.history() or not all(type(row) is dict for row in rows):
+            return None
+        try:
+            schema = dlt.current.source_schema()
+            load_id = dlt.current.load_package_state()["load_id"]
+        except (CurrentSourceSchemaNotAvailable, CurrentLoadPackageStateNotAvailable):
+            return None
+        with self._lock:  # a page may add columns to the schema: one page at a time
+            return None if self.rows_only else _Page(rows, schema, self.resource, load_id, self.key).table()
