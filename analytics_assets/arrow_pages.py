@@ -1,32 +1,38 @@
 """Pages as Arrow tables where that changes nothing in the warehouse.
 
 dlt normalizes dict rows one value at a time (inferring, coercing and parsing every timestamp with
-pendulum): on the large flat endpoints that is most of a load's CPU time. An Arrow table skips that
-step (dlt writes it to Parquet as it is), so a page of plain records is handed to dlt as one, built
-with the types dlt's row normalizer would give each column:
+pendulum): on the large flat endpoints that is most of a load's CPU time. dlt writes an Arrow table
+to Parquet as it is, so a page of plain records is handed to dlt as one, built the way dlt's row
+normalizer would have stored it:
 
-- a column the table already has: its stored type (text, bigint, double, bool, timestamp);
-- a new column: the type dlt infers from the column's first non-null value (its type detections,
-  its preferred types), so the Arrow page creates the column the row path would have created.
+- a column the table has: its stored type (text, bigint, double, bool, timestamp), every value
+  checked to be one dlt stores in that column as it is;
+- a table's first load: its columns as the row path creates them, from each column's first non-null
+  value (dlt's type detections and preferred types), in the row path's order (the first record's
+  fields, dlt's `_dlt_load_id` and `_dlt_id`, then each further field where its first value comes),
+  with dlt's hints by name (`_dlt_id` is the row key); `_dlt_load_id` and `_dlt_id` are filled here.
 
-A page goes to dlt as rows, unchanged, when any of its values is not of its column's type (a number
-where a string was: drift, which the row path turns into a variant column like `lead_score__v_text`),
-is nested (child tables, JSON columns), is a timestamp string Arrow and dlt might read differently, or
-when a new column would take another place in the table than the row path gives it. From such a page
-on, the rest of the read goes as rows too, so the columns the row path creates come after the ones
-the Arrow pages created, as they would in a read of rows only. Tables that keep history (scd2, whose
-row ids are hashes of the rows) are read as rows.
+A page goes to dlt as rows, unchanged, when a value is not one its column stores as it is (a string
+where numbers were: drift, which the row path turns into a variant column like
+`lead_score__v_text`), is nested (child tables, JSON columns), is a timestamp Arrow and pendulum
+might read differently, or when a loaded table gets a new column (the row normalizer reports it:
+the `new_columns` metadata). From such a page on, the rest of the read goes as rows too, so what the
+row path adds comes after what the Arrow pages made, as in a read of rows only. Tables that keep
+history (scd2, whose row ids hash the rows) are read as rows.
 
-The check costs one pass over each column's values in C (`map(type, ...)`) and a regular expression
-over the timestamp columns, well under the time dlt's row normalizer spends on them.
+The check is one pass over each column's values in C (`set(map(type, values))`) and a regular
+expression over the timestamp strings: a small part of what building the Arrow table costs, and far
+less than the row normalizer it replaces (benchmarks/README.md).
 
 Plain dlt and pyarrow, no Dagster import: a step of a `rest_api` resource (`rest.py`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dlt
@@ -93,28 +99,43 @@ class _Page:
     """
 
     def __init__(
-        self, rows: list[dict[str, Any]], schema: Schema, table: str, load_id: str, key: frozenset[str]
+        self,
+        rows: list[dict[str, Any]],
+        schema: Schema,
+        table: str,
+        load_id: str,
+        key: frozenset[str],
+        names: dict[str, str],
     ) -> None:
         self.rows = rows
         self.key = key
         self.schema = schema
         self.table_name = table
         self.load_id = load_id
+        self.names = names
         self.columns = (schema.tables.get(table) or {}).get("columns") or {}
         self.new_table = C_DLT_ID not in self.columns
         """Nothing was loaded or extracted into this table yet: the page creates its columns."""
         self.created: dict[str, TColumnSchema] = {}
 
+    def _name(self, field: str) -> str:
+        name = self.names.get(field)
+        if name is None:
+            name = self.names[field] = self.schema.naming.normalize_identifier(field)
+        return name
+
     def table(self) -> pa.Table | None:
         """The Arrow table, or None when the page must go as rows."""
         rows = self.rows
-        fields: dict[str, None] = {}
-        for row in rows:  # the fields in order of first appearance (dicts keep their keys' order)
-            fields.update(dict.fromkeys(row))
+        if self.new_table:  # the fields in order of first appearance (dicts keep their keys' order)
+            fields: Iterable[str] = {f: None for row in rows for f in row}
+        else:
+            fields = set().union(*rows)
         names: set[str] = set()
         arrays: dict[str, pa.Array] = {}
+        timestamps: list[str] = []
         for field in fields:
-            name = _NAMING.normalize_identifier(field)
+            name = self._name(field)
             if name in names or name.startswith("_dlt"):
                 return None  # two fields in one column, or one of dlt's own: the row path decides
             names.add(name)
@@ -122,13 +143,13 @@ class _Page:
             column = self.columns.get(name) or {}
             data_type = column.get("data_type")
             if data_type is None:
+                first = _first(values)
+                if first is None:
+                    continue  # null only: the row path creates no column either
                 if not self.new_table:
                     # A new column of a loaded table goes as rows, whose normalizer reports it to the
                     # run (the `new_columns` metadata); Arrow columns are added during extract, unreported.
                     return None
-                first = _first(values)
-                if first is None:
-                    continue  # null only: the row path creates no column either
                 kind = type(first)
                 if kind not in _PY_TYPES:
                     return None  # nested, or a subclass dlt may treat otherwise
@@ -144,28 +165,37 @@ class _Page:
                 return None
             try:
                 if data_type == "timestamp":
-                    strings = pa.array(values, pa.string())
-                    if pc.all(pc.match_substring_regex(strings, _ISO)).as_py() is False:
-                        return None
-                    arrays[name] = strings.cast(_TIMESTAMP)
+                    arrays[name] = pa.array(values, pa.string())
+                    timestamps.append(name)
                 else:
                     arrays[name] = pa.array(values, _ARROW[data_type])
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 return None
+        if timestamps:
+            # One check of every timestamp string of the page (a call per column costs more than it checks).
+            strings = pa.concat_arrays([arrays[name] for name in timestamps])
+            if pc.all(pc.match_substring_regex(strings, _ISO)).as_py() is False:
+                return None
+            try:
+                arrays.update({name: arrays[name].cast(_TIMESTAMP) for name in timestamps})
+            except pa.ArrowInvalid:
+                return None
         if self.created:
             self._create_columns()
-        # Arrow fields as nullable as their columns: dlt warns about every difference.
-        nullable = {name: c.get("nullable", True) for name, c in self.columns.items()}
-        nullable.update(dict.fromkeys(self.key, False))
-        dlt_ids = {
-            C_DLT_LOAD_ID: pa.array([self.load_id] * len(rows), pa.string()),
-            C_DLT_ID: pa.array(generate_dlt_ids(len(rows)), pa.string()),
-        }
-        schema = pa.schema(
-            [pa.field(name, array.type, nullable=nullable.get(name, True)) for name, array in arrays.items()]
-            + [pa.field(name, pa.string(), nullable=False) for name in dlt_ids]
-        )
-        return pa.Table.from_arrays([*arrays.values(), *dlt_ids.values()], schema=schema)
+        arrays[C_DLT_LOAD_ID] = pa.array([self.load_id] * len(rows), pa.string())
+        arrays[C_DLT_ID] = pa.array(generate_dlt_ids(len(rows)), pa.string())
+        # In the table's order, as nullable as the columns (dlt reorders a table, and warns about
+        # every difference in nullability, otherwise).
+        order = [name for name in self.columns if name in arrays]
+        fields_ = [
+            pa.field(
+                name,
+                arrays[name].type,
+                nullable=name not in self.key and self.columns[name].get("nullable", True),
+            )
+            for name in order
+        ]
+        return pa.Table.from_arrays([arrays[name] for name in order], schema=pa.schema(fields_))
 
     def _create_columns(self) -> None:
         """Add the page's columns to the table as the row path would: the columns of the first row in
@@ -195,6 +225,42 @@ class _Page:
         return list(seen)
 
 
+BATCH_ROWS = 5_000
+"""Rows per Arrow table: dlt computes a table's schema for every Arrow item it extracts (about 6 ms,
+as much as normalizing 200 rows), so pages are joined into tables of this many rows (50 pages)."""
+
+
+def batched_pages(gen: Any, rows: int = BATCH_ROWS) -> Any:
+    """A resource's generator (function) whose pages are joined into lists of at least `rows` records.
+
+    Every step after it (processing steps, dlt's incremental step, `ArrowPages`) sees the same records
+    in the same order, in fewer, longer lists; paging itself (requests, the end of a list) is untouched.
+    """
+
+    def _batches(pages: Iterator[Any]) -> Iterator[Any]:
+        batch: list[Any] = []
+        for page in pages:
+            if not isinstance(page, list):
+                yield from ([batch, page] if batch else [page])
+                batch = []
+                continue
+            batch.extend(page)
+            if len(batch) >= rows:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    if inspect.isgenerator(gen):
+        return _batches(gen)
+
+    @functools.wraps(gen)
+    def _wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        yield from _batches(gen(*args, **kwargs))
+
+    return _wrapper
+
+
 class ArrowPages(ItemTransform[Any, dict[str, Any]]):
     """A resource step handing each page of plain records to dlt as an Arrow table (see the module).
 
@@ -218,6 +284,7 @@ class ArrowPages(ItemTransform[Any, dict[str, Any]]):
         self.rows_only = False
         """Set when a page went as rows: the rest of the read goes as rows too (see the module)."""
         self._lock = threading.Lock()  # a child's pages come from several threads
+        self._names: dict[str, str] = {}  # field -> column, as dlt's naming convention says
         self.arrow_pages = 0
         self.row_pages = 0
 
@@ -241,4 +308,4 @@ class ArrowPages(ItemTransform[Any, dict[str, Any]]):
         except (CurrentSourceSchemaNotAvailable, CurrentLoadPackageStateNotAvailable):
             return None
         with self._lock:  # a page may add columns to the schema: one page at a time
-            return None if self.rows_only else _Page(rows, schema, self.resource, load_id, self.key).table()
+            return None if self.rows_only else _Page(rows, schema, self.resource, load_id, self.key, self._names).table()

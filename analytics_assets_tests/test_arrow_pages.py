@@ -147,7 +147,7 @@ def test_arrow_pages_load_the_warehouse_rows_would(
     twins.both(*ASSETS)
     assert twins.formats == {
         "rows": {"audience_peoples": {"typed-jsonl"}, "audience_segment_people": {"typed-jsonl"}},
-        "arrow": {"audience_peoples": {"parquet"}, "audience_segment_people": {"parquet"}},
+        "arrow": {"audience_peoples": {"parquet"}, "audience_segment_people": {"typed-jsonl"}},
     }
     assert_same_warehouse(twins)
     # A nightly sync: changed people pass the cursor, unchanged people are skipped.

@@ -29,9 +29,11 @@ PAGE_CONCURRENCY = 8
 """Pages of one list in flight at once. The API has no rate limit, so the chain of `/people/all` is
 what bounds a sync: 8 pages at once divide its round trips by ~8 and cost at most 7 requests past the
 end of a list (measured in benchmarks/README.md)."""
-ARROW_RESOURCES = ("peoples", "segment_people")
-"""The large flat lists: their pages go to dlt as Arrow tables where that changes nothing in the
-warehouse (`arrow_pages.py`), which saves most of dlt's row-by-row normalizing."""
+ARROW_RESOURCES = ("peoples",)
+"""The large flat list: its pages go to dlt as Arrow tables where that changes nothing in the
+warehouse (`arrow_pages.py`), which saves most of dlt's row-by-row normalizing. Not `segment_people`:
+a child's pages come one segment at a time (a few pages each), too few to join into tables large
+enough to pay for dlt's cost per Arrow item (measured: a table per page extracts slower than rows)."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
