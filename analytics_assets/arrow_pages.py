@@ -207,7 +207,7 @@ class _Page:
         columns += [_row_path_column(self.schema, name, "text") for name in (C_DLT_LOAD_ID, C_DLT_ID)]
         columns += [self.created[f] for f in rest]
         self.schema.update_table(
-            {"name": self.table_name, "columns": {c["name"]: c for c in columns}},  # type: ignore[typeddict-item]
+            {"name": self.table_name, "columns": {str(c.get("name")): c for c in columns}},
             normalize_identifiers=False,
         )
         self.columns = self.schema.tables[self.table_name]["columns"]
@@ -308,4 +308,6 @@ class ArrowPages(ItemTransform[Any, dict[str, Any]]):
         except (CurrentSourceSchemaNotAvailable, CurrentLoadPackageStateNotAvailable):
             return None
         with self._lock:  # a page may add columns to the schema: one page at a time
-            return None if self.rows_only else _Page(rows, schema, self.resource, load_id, self.key, self._names).table()
+            if self.rows_only:
+                return None
+            return _Page(rows, schema, self.resource, load_id, self.key, self._names).table()

@@ -161,14 +161,9 @@ def assemble(
         if not dlt_resource.is_transformer and by_name[dlt_resource.name].get("parallelized", default):
             dlt_resource.parallelize()
         if arrow:
-            key = by_name[dlt_resource.name].get("primary_key") or ()
-            dlt_resource.add_step(
-                ArrowPages(
-                    dlt_resource.name,
-                    [key] if isinstance(key, str) else list(key),
-                    _keeps_history(dlt_resource),
-                )  # type: ignore[arg-type]
-            )
+            key = by_name[dlt_resource.name].get("primary_key")
+            fields = [key] if isinstance(key, str) else list(key) if isinstance(key, list | tuple) else []
+            dlt_resource.add_step(ArrowPages(dlt_resource.name, fields, _keeps_history(dlt_resource)))
     return built
 
 
