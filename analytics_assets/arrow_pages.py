@@ -38,7 +38,6 @@ from typing import Any
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema import Schema, TColumnSchema
 from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
@@ -47,7 +46,6 @@ from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.extract.items_transform import ItemTransform
 
-_NAMING = NamingConvention()
 _NONE = type(None)
 _PY_TYPES = {str: "text", int: "bigint", float: "double", bool: "bool"}
 """The JSON scalars and the type dlt's row normalizer gives a column whose first value is one."""
@@ -279,7 +277,7 @@ class ArrowPages(ItemTransform[Any, dict[str, Any]]):
     def __init__(self, resource: str, primary_key: Sequence[str], history: Callable[[], bool]) -> None:
         super().__init__(lambda item: item)
         self.resource = resource
-        self.key = frozenset(_NAMING.normalize_identifier(k) for k in primary_key)
+        self.primary_key = tuple(primary_key)
         self.history = history
         self.rows_only = False
         """Set when a page went as rows: the rest of the read goes as rows too (see the module)."""
@@ -310,4 +308,5 @@ class ArrowPages(ItemTransform[Any, dict[str, Any]]):
         with self._lock:  # a page may add columns to the schema: one page at a time
             if self.rows_only:
                 return None
-            return _Page(rows, schema, self.resource, load_id, self.key, self._names).table()
+            key = frozenset(schema.naming.normalize_identifier(k) for k in self.primary_key)
+            return _Page(rows, schema, self.resource, load_id, key, self._names).table()
