@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from analytics_assets import alerts
-from analytics_assets.alerts import Alert, send_alert
+from analytics_assets.alerts import Alert, AlertWebhook
 from analytics_assets.definitions import defs
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
@@ -81,7 +81,8 @@ def instance() -> Iterator[DagsterInstance]:
 
 
 class Sensors(logging.Handler):
-    """Ticks the code location's alert sensors the way the daemon does: each keeps its own cursor.
+    """Ticks the code location's alert sensors the way the daemon does (`evaluate_tick`): each keeps its
+    own cursor.
     Also collects what the sensors log in their ticks (`logs`)."""
 
     def __init__(self, instance: DagsterInstance, receiver: Receiver) -> None:
@@ -97,10 +98,11 @@ class Sensors(logging.Handler):
     def tick(self, name: str) -> list[dict[str, Any]]:
         """One tick of one sensor; returns the payloads POSTed during it."""
         before = len(self.receiver.bodies)
-        context = build_sensor_context(instance=self.instance, cursor=self.cursors[name], definitions=defs)
+        context = build_sensor_context(
+            instance=self.instance, cursor=self.cursors[name], definitions=defs, resources=defs.resources
+        )
         context.log.addHandler(self)
-        self.sensors[name](context)
-        self.cursors[name] = context.cursor
+        self.cursors[name] = self.sensors[name].evaluate_tick(context).cursor
         return [json.loads(body) for body in self.receiver.bodies[before:]]
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -287,7 +289,7 @@ def test_without_a_webhook_alerts_are_logged_as_warnings(
     monkeypatch.setenv("SOURCES__FEEDBACK__API_KEY", "fb-live-0123456789")
     alert = Alert(kind="check_failed", severity="ERROR", summary="key fb-live-0123456789 in a message")
     with caplog.at_level(logging.WARNING):
-        assert send_alert(alert, logging.getLogger("test")) is False
+        assert AlertWebhook().send(alert, logging.getLogger("test")) is False
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "ANALYTICS_ALERT_WEBHOOK_URL is not set" in record.message
