@@ -2,7 +2,7 @@
 per child resource), each endpoint on its own (`endpoints_load.py`), kept equal to the API by merges,
 cursors and sweeps (see `sweep.py`)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
-from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import WarehouseResource
 
 
 class SyncConfig(Config):
@@ -61,9 +61,11 @@ class SyncConfig(Config):
     )
 
 
-def configured_source(api: Api, synced_at: datetime | None = None, **options: Any) -> DltSource:
+def configured_source(
+    api: Api, history: Collection[str], synced_at: datetime | None = None, **options: Any
+) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
-    history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`.
+    tables listed in `history` (the warehouse's history tables) versioned at `synced_at`.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
@@ -81,7 +83,7 @@ def configured_source(api: Api, synced_at: datetime | None = None, **options: An
             )
         ) from None
     keys = {name: e.primary_key for name, e in endpoints(api.spec_config()).items()}
-    return apply_history(source, api.name, keys, synced_at)
+    return apply_history(source, api.name, keys, history, synced_at)
 
 
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
@@ -133,9 +135,14 @@ class _Load:
         api: Api,
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
+        warehouse: WarehouseResource,
     ) -> None:
         self.context = context
         self.api = api
+        self.warehouse = warehouse
+        self.history = warehouse.history_tables()
+        """The tables kept with history, read once per run."""
+        self.file_format = warehouse.loader_file_format()
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
@@ -145,7 +152,12 @@ class _Load:
         """The sync's time: history tables open and close versions at it."""
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
-            api, self.synced_at, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
+            api,
+            self.history,
+            self.synced_at,
+            full_scan=self.full_scan,
+            served_keys=self.served,
+            request_stats=self.stats,
         )
 
     def source(self, load: EndpointLoad) -> DltSource:
@@ -154,6 +166,7 @@ class _Load:
         if load.path != self.catalog[load.resource].path:
             source = configured_source(
                 self.api,
+                self.history,
                 self.synced_at,
                 full_scan=self.full_scan,
                 served_keys=self.served,
@@ -163,11 +176,11 @@ class _Load:
         return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
 
     def extract(self, load: EndpointLoad) -> None:
-        check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
+        check_switch(load.pipeline, self.api.name, load.resource, self.refresh, self.history)
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
-            loader_file_format=loader_file_format(),
+            loader_file_format=self.file_format,
         )
 
     def read(self, load: EndpointLoad) -> None:
@@ -203,7 +216,7 @@ class _Load:
         load.pipeline.normalize()
         info = load.pipeline.load()
         info.raise_on_failed_jobs()
-        if keeps_history(self.api.name, load.resource):
+        if keeps_history(self.api.name, load.resource, self.history):
             refresh_current_view(load.pipeline, load.resource)
         return info
 
@@ -256,11 +269,14 @@ class _Load:
             )
             repair = ServedKeys()
             source = configured_source(
-                self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
+                self.api,
+                self.history,
+                self.synced_at,
+                full_scan=True,
+                served_keys=repair,
+                request_stats=self.stats,
             ).with_resources(resource)
-            pipeline.run(
-                source.clone(with_name=pipeline.pipeline_name), loader_file_format=loader_file_format()
-            )
+            pipeline.run(source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format)
             result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
         return result
 
@@ -278,7 +294,9 @@ class _Load:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
         metadata.update(
-            history_metadata(load.pipeline, self.api.name, load.resource, swept.closed if swept else None)
+            history_metadata(
+                load.pipeline, self.api.name, load.resource, swept.closed if swept else None, self.history
+            )
         )
         requests, retries = self.stats.for_endpoint(load.path)
         metadata["requests"] = MetadataValue.int(requests)
@@ -325,7 +343,10 @@ def _build_load_assets(
         dagster_dlt_translator=translator,
     )
     def _assets(
-        context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        warehouse: WarehouseResource,
+        config: SyncConfig,
     ) -> Iterator[MaterializeResult]:
         selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
         for parent in {p for r in selected if (p := catalog[r].parent)}:
@@ -336,10 +357,10 @@ def _build_load_assets(
                         f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-        run = _Load(context, api, catalog, config)
-        pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
-        check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
-        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
+        run = _Load(context, api, catalog, config, warehouse)
+        pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
+        warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
+        with api_lock(api.name, context), warehouse.lock(context.log):  # runs of one API take turns
             loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []
