@@ -2,7 +2,7 @@
 per child resource), each endpoint on its own (`endpoints_load.py`), kept equal to the API by merges,
 cursors and sweeps (see `sweep.py`)."""
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,11 +61,9 @@ class SyncConfig(Config):
     )
 
 
-def configured_source(
-    api: Api, history: Collection[str], synced_at: datetime | None = None, **options: Any
-) -> DltSource:
+def configured_source(api: Api, synced_at: datetime | None = None, **options: Any) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
-    tables listed in `history` (the warehouse's history tables) versioned at `synced_at`.
+    history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
@@ -83,7 +81,7 @@ def configured_source(
             )
         ) from None
     keys = {name: e.primary_key for name, e in endpoints(api.spec_config()).items()}
-    return apply_history(source, api.name, keys, history, synced_at)
+    return apply_history(source, api.name, keys, synced_at)
 
 
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
@@ -139,9 +137,6 @@ class _Load:
     ) -> None:
         self.context = context
         self.api = api
-        self.warehouse = warehouse
-        self.history = warehouse.history_tables()
-        """The tables kept with history, read once per run."""
         self.file_format = warehouse.loader_file_format()
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
@@ -152,12 +147,7 @@ class _Load:
         """The sync's time: history tables open and close versions at it."""
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
-            api,
-            self.history,
-            self.synced_at,
-            full_scan=self.full_scan,
-            served_keys=self.served,
-            request_stats=self.stats,
+            api, self.synced_at, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
         )
 
     def source(self, load: EndpointLoad) -> DltSource:
@@ -166,7 +156,6 @@ class _Load:
         if load.path != self.catalog[load.resource].path:
             source = configured_source(
                 self.api,
-                self.history,
                 self.synced_at,
                 full_scan=self.full_scan,
                 served_keys=self.served,
@@ -176,7 +165,7 @@ class _Load:
         return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
 
     def extract(self, load: EndpointLoad) -> None:
-        check_switch(load.pipeline, self.api.name, load.resource, self.refresh, self.history)
+        check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
@@ -216,7 +205,7 @@ class _Load:
         load.pipeline.normalize()
         info = load.pipeline.load()
         info.raise_on_failed_jobs()
-        if keeps_history(self.api.name, load.resource, self.history):
+        if keeps_history(self.api.name, load.resource):
             refresh_current_view(load.pipeline, load.resource)
         return info
 
@@ -269,12 +258,7 @@ class _Load:
             )
             repair = ServedKeys()
             source = configured_source(
-                self.api,
-                self.history,
-                self.synced_at,
-                full_scan=True,
-                served_keys=repair,
-                request_stats=self.stats,
+                self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
             ).with_resources(resource)
             pipeline.run(source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format)
             result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
@@ -294,9 +278,7 @@ class _Load:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
         metadata.update(
-            history_metadata(
-                load.pipeline, self.api.name, load.resource, swept.closed if swept else None, self.history
-            )
+            history_metadata(load.pipeline, self.api.name, load.resource, swept.closed if swept else None)
         )
         requests, retries = self.stats.for_endpoint(load.path)
         metadata["requests"] = MetadataValue.int(requests)

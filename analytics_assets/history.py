@@ -1,8 +1,10 @@
 """History mode: tables that keep every version of a record (dlt's `scd2` merge), opt-in per table.
 
-The `warehouse` resource's `history` (`ANALYTICS_HISTORY`) lists the tables, as `<dataset>.<table>`
-(`audience.peoples,feedback.responses`); the ops read it when they run (`WarehouseResource.history_tables`)
-and pass the tables to the functions here.
+`ANALYTICS_HISTORY` lists the tables, as `<dataset>.<table>` (`audience.peoples,feedback.responses`).
+It is read when called: when the definitions load and when a run starts, never at import; this module
+is the one place that reads it. Unlike the `warehouse` resource's settings it is not a Dagster resource:
+it shapes the definitions themselves (a history table's `one_active_version` check, its description),
+and Dagster builds those before any resource is resolved.
 
 How a history table stays equal to the API (see the README's "History mode"):
 
@@ -20,6 +22,7 @@ How a history table stays equal to the API (see the README's "History mode"):
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -52,13 +55,13 @@ def known_tables() -> list[str]:
     return sorted(f"{api.name}.{name}" for api in APIS for name in endpoints(api.spec_config()))
 
 
-def parse_history(raw: str) -> frozenset[str]:
-    """The tables kept with history, from the setting's comma-separated `<dataset>.<table>` (empty: every
-    table is a mirror).
+def history_tables() -> frozenset[str]:
+    """The tables kept with history, from `ANALYTICS_HISTORY` (empty: every table is a mirror).
 
     Raises:
         HistorySettingError: A name is not `<dataset>.<table>` of a table this code location loads.
     """
+    raw = os.environ.get(HISTORY_SETTING, "")
     names = {name.strip() for name in raw.split(",") if name.strip()}
     if not names:
         return frozenset()
@@ -72,9 +75,9 @@ def parse_history(raw: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def keeps_history(dataset: str, table: str, tables: Collection[str]) -> bool:
-    """Whether the history tables `tables` (`ANALYTICS_HISTORY`) list `<dataset>.<table>`."""
-    return f"{dataset}.{table}" in tables
+def keeps_history(dataset: str, table: str) -> bool:
+    """Whether `ANALYTICS_HISTORY` lists `<dataset>.<table>`."""
+    return f"{dataset}.{table}" in history_tables()
 
 
 def current_view(table: str) -> str:
@@ -137,18 +140,17 @@ def apply_history(
     source: DltSource,
     dataset: str,
     primary_keys: Mapping[str, Sequence[str]],
-    tables: Collection[str],
     synced_at: datetime | None = None,
 ) -> DltSource:
-    """Switch the resources of `source` that the history tables `tables` list to history (in place).
+    """Switch the resources of `source` that `ANALYTICS_HISTORY` lists to history (in place).
 
     Args:
         source: An API's source, as built for a run.
         dataset: The API's dataset.
         primary_keys: Each resource's primary key (warehouse columns).
-        tables: The tables kept with history (`WarehouseResource.history_tables`).
         synced_at: The sync's time (see `scd2_disposition`).
     """
+    tables = history_tables()
     for name, resource in source.resources.items():
         if f"{dataset}.{name}" in tables:
             resource.apply_hints(write_disposition=scd2_disposition(primary_keys[name], synced_at))  # type: ignore[arg-type]
@@ -165,9 +167,7 @@ def stored_history(pipeline: dlt.Pipeline, table: str) -> bool:
     return any(c.get("x-valid-to") for c in columns.values())
 
 
-def check_switch(
-    pipeline: dlt.Pipeline, dataset: str, table: str, refresh: bool, tables: Collection[str]
-) -> None:
+def check_switch(pipeline: dlt.Pipeline, dataset: str, table: str, refresh: bool) -> None:
     """Before a load: stop a table leaving history mode without a refresh, and drop the current view
     of a table about to be dropped (PostgreSQL will not drop a table a view depends on).
 
@@ -182,7 +182,7 @@ def check_switch(
         with pipeline.sql_client() as client:
             client.execute_sql(f"drop view if exists {client.make_qualified_table_name(current_view(table))}")
         return
-    if stored_history(pipeline, table) and not keeps_history(dataset, table, tables):
+    if stored_history(pipeline, table) and not keeps_history(dataset, table):
         raise HistorySwitchError(
             f"{dataset}.{table} keeps history in the warehouse, but {HISTORY_SETTING} no longer lists it. Run"
             f" it once with the run config `refresh: true` to turn it back into a mirror (this drops its"
@@ -220,16 +220,25 @@ def version_counts(pipeline: dlt.Pipeline, table: str) -> tuple[int, int]:
     return int(rows[0][0] or 0), int(rows[0][1] or 0)
 
 
-def history_metadata(
-    pipeline: dlt.Pipeline, dataset: str, table: str, closed: int | None, tables: Collection[str]
-) -> dict[str, Any]:
+def describe(dataset: str, table: str, tables: Collection[str]) -> str:
+    """A line for the asset description, or "" when the table is a mirror."""
+    if f"{dataset}.{table}" not in tables:
+        return ""
+    return (
+        f"- keeps history ({HISTORY_SETTING}): every version of a record, with `{VALID_FROM}` / `{VALID_TO}`;"
+        f" a record the API no longer serves is closed, not deleted; the current rows are the view"
+        f" `{dataset}.{current_view(table)}` (`{VALID_TO}` is null)"
+    )
+
+
+def history_metadata(pipeline: dlt.Pipeline, dataset: str, table: str, closed: int | None) -> dict[str, Any]:
     """The materialization metadata of a history table (none for a mirror): `dagster/row_count` is the
     active rows (the mirror's count, which `row_count_drop` compares), beside the versions kept.
 
     Args:
         closed: Active versions the sweep closed this run (None: no sweep ran).
     """
-    if not keeps_history(dataset, table, tables):
+    if not keeps_history(dataset, table):
         return {}
     active, versions = version_counts(pipeline, table)
     metadata: dict[str, Any] = {

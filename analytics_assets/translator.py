@@ -10,6 +10,7 @@ from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from analytics_assets.catalog import Endpoint
+from analytics_assets.history import describe, history_tables
 
 CHILD_CONDITION = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
 """A child resource loads once its parent has new data and the parent's blocking checks passed.
@@ -29,6 +30,7 @@ class ApiTranslator(DagsterDltTranslator):
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         endpoint = self.endpoints[data.resource.name]
+        history = describe(self.api, endpoint.resource, history_tables())  # read when the definitions load
         return (
             super()
             .get_asset_spec(data)
@@ -37,14 +39,16 @@ class ApiTranslator(DagsterDltTranslator):
                 deps=[AssetKey([self.api, endpoint.parent])] if endpoint.parent else [],
                 group_name=self.api,
                 automation_condition=CHILD_CONDITION if endpoint.parent else None,
-                description=endpoint.description(self.api),
+                description="\n".join(filter(None, (endpoint.description(self.api), history))),
                 kinds={"dlt", "api"},
                 metadata={
                     "dagster/table_name": MetadataValue.text(f"{self.api}.{endpoint.resource}"),
                     "endpoint": MetadataValue.text(endpoint.path),
                     "primary_key": MetadataValue.text(", ".join(endpoint.primary_key)),
                     "paging": MetadataValue.text(endpoint.paging),
-                    "write_disposition": MetadataValue.text(endpoint.write_disposition),
+                    "write_disposition": MetadataValue.text(
+                        "merge (scd2: keeps history)" if history else endpoint.write_disposition
+                    ),
                 },
             )
         )

@@ -6,7 +6,6 @@ the definitions, from the environment variable named beside it (unset too: the d
 - `destination` / `ANALYTICS_DESTINATION`: the dlt destination (`duckdb` by default, `postgres`, or any
   other dlt destination name, configured the dlt way: `DESTINATION__<NAME>__CREDENTIALS`, ...).
 - `duckdb_path` / `ANALYTICS_DUCKDB_PATH`: the DuckDB file (default `data/analytics.duckdb`).
-- `history` / `ANALYTICS_HISTORY`: the tables kept with history (`history.py`).
 - `max_row_drop` / `ANALYTICS_MAX_ROW_DROP`: the share of rows a table may lose between two runs
   (`checks/history.py`).
 Each API gets its own pipeline names and dataset, so their state and tables never mix.
@@ -26,7 +25,6 @@ from dlt.common.destination import Destination
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field
 
-from analytics_assets.history import HISTORY_SETTING, parse_history
 from analytics_assets.settings import resource_setting
 
 DESTINATION_ENV = "ANALYTICS_DESTINATION"
@@ -57,7 +55,7 @@ named here so the choice is explicit. Destinations not listed keep dlt's default
 
 class WarehouseResource(ConfigurableResource):
     """The warehouse the loads write to and the checks read: its dlt destination, the DuckDB file and
-    its one-writer lock, the tables kept with history, and the row drop the checks tolerate.
+    its one-writer lock, and the row drop the checks tolerate.
 
     Every field left unset is read from its environment variable when a run uses it (unset too: the
     default); see `settings.resource_setting`.
@@ -75,14 +73,6 @@ class WarehouseResource(ConfigurableResource):
         description=(
             f"The DuckDB file (relative to the working directory); a lock file beside it lets one load"
             f" write at a time. Unset: {DUCKDB_PATH_ENV}, else {DEFAULT_DUCKDB_PATH}."
-        ),
-    )
-    history: str | None = Field(
-        default=None,
-        description=(
-            "The tables kept with history (every version of a record, dlt's scd2), comma-separated"
-            f" <dataset>.<table>, e.g. audience.peoples,feedback.responses. Unset: {HISTORY_SETTING}, else"
-            " none (every table mirrors its API)."
         ),
     )
     max_row_drop: str | None = Field(
@@ -129,14 +119,6 @@ class WarehouseResource(ConfigurableResource):
             dataset: The dataset (schema) name: the API's name.
         """
         return dlt.pipeline(pipeline_name=name, destination=self.dlt_destination(), dataset_name=dataset)
-
-    def history_tables(self) -> frozenset[str]:
-        """The tables kept with history (empty: every table is a mirror).
-
-        Raises:
-            HistorySettingError: A name is not `<dataset>.<table>` of a table this code location loads.
-        """
-        return parse_history(resource_setting(self.history, HISTORY_SETTING, ""))
 
     def max_row_drop_share(self) -> float:
         """The share of rows a table may lose between two runs before the drop check fails.

@@ -7,7 +7,7 @@ from dagster import AssetKey, DagsterInstance
 
 from analytics_assets.checks.core import CheckContext
 from analytics_assets.checks.table import one_active_version, primary_key_unique
-from analytics_assets.history import HISTORY_SETTING, HistorySettingError
+from analytics_assets.history import HISTORY_SETTING, HistorySettingError, history_tables
 from analytics_assets.warehouse import WarehouseResource
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
@@ -182,11 +182,11 @@ def test_an_unknown_table_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(
         HistorySettingError, match=f"{HISTORY_SETTING} lists audience.people,.*audience.peoples"
     ):
-        WarehouseResource().history_tables()
+        history_tables()
     monkeypatch.setenv(HISTORY_SETTING, " audience.peoples ,feedback.responses,")
-    assert WarehouseResource().history_tables() == {"audience.peoples", "feedback.responses"}
+    assert history_tables() == {"audience.peoples", "feedback.responses"}
     monkeypatch.delenv(HISTORY_SETTING)
-    assert WarehouseResource().history_tables() == frozenset()
+    assert history_tables() == frozenset()
 
 
 @on_every_warehouse

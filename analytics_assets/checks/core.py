@@ -60,7 +60,7 @@ class Outcome:
 
 class CheckContext:
     """What a check sees: the asset's table over one open warehouse connection, the instance, and the
-    `warehouse` resource's settings (history tables, tolerated row drop).
+    `warehouse` resource (the tolerated row drop).
 
     SQL goes through dlt's client, so the same check runs on DuckDB, PostgreSQL and other SQL
     destinations: identifiers are quoted by dlt, parameters use `%s`.

@@ -22,6 +22,7 @@ from analytics_assets.checks.table import (
     primary_key_unique,
 )
 from analytics_assets.feedback import checks as feedback_checks
+from analytics_assets.history import history_tables
 
 PER_API: Mapping[str, ModuleType] = {"audience": audience_checks, "feedback": feedback_checks}
 """Each API's module of its own checks: `MUST_HAVE_DATA` and `resource_checks(resource)`."""
@@ -67,9 +68,13 @@ def checks_of(api: _Api, resource: str) -> list[Check]:
         must_have_data=resource in api.checks.MUST_HAVE_DATA,
         parent=resource in api.parents,
     )
-    # Every table: whether it keeps history is known when the check runs (the `warehouse` resource).
-    history = one_active_version(api.catalog[resource].primary_key)
-    return [*standard, history, *api.checks.resource_checks(resource)]
+    # ANALYTICS_HISTORY is read when the definitions load: a table switched into history gets its check then.
+    history = (
+        [one_active_version(api.catalog[resource].primary_key)]
+        if f"{api.name}.{resource}" in history_tables()
+        else []
+    )
+    return [*standard, *history, *api.checks.resource_checks(resource)]
 
 
 def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:

@@ -328,13 +328,10 @@ def share_at_least(
 
 def one_active_version(key: Sequence[str]) -> Check:
     """A history table (`ANALYTICS_HISTORY`) has at most one active version per key, and no version
-    closes before it opens. Every table has it: which tables keep history is the `warehouse` resource's
-    setting, read when the check runs, not when the definitions load; a mirror passes."""
+    closes before it opens."""
     shown = ", ".join(key)
 
     def evaluate(context: CheckContext) -> Outcome:
-        if f"{context.dataset}.{context.table}" not in context.warehouse.history_tables():
-            return Outcome(True, f"a mirror, not kept with history ({HISTORY_SETTING}): nothing to check")
         if not context.exists():
             return _missing_table(context)
         table, columns = context.base_table(), _key_columns(context, key)
@@ -368,9 +365,8 @@ def one_active_version(key: Sequence[str]) -> Check:
     return Check(
         name="one_active_version",
         description=(
-            f"History mode ({HISTORY_SETTING}): no ({shown}) has two active versions (`{VALID_TO}` null), and"
-            " no version closes before it opens. The other checks judge the active versions (the current"
-            " view). A table that mirrors its API passes."
+            f"History mode: no ({shown}) has two active versions (`{VALID_TO}` null), and no version closes"
+            " before it opens. The other checks judge the active versions (the current view)."
         ),
         evaluate=evaluate,
     )
