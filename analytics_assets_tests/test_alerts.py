@@ -29,7 +29,13 @@ from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
 
 BASE_URL = "https://dagster.example.test"
-ALERT_SENSORS = ("check_failure_alerts", "run_failure_alerts", "stale_asset_alerts")
+ALERT_SENSORS = (
+    "check_failure_alerts",
+    "check_failure_alerts_in_failed_runs",
+    "run_failure_alerts",
+    "stale_asset_alerts",
+    "stale_asset_alerts_in_failed_runs",
+)
 
 
 class Receiver:
@@ -210,6 +216,31 @@ def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
     assert (alert["kind"], alert["asset"]) == ("run_failed", "audience/fields")
     assert alert["details"]["not_updated"] == ["audience/fields"]
     assert "audience/fields failed; the other 1 endpoint(s) of this op loaded and committed" in alert["text"]
+
+
+@pytest.mark.slow
+def test_a_check_failing_in_a_failed_run_is_alerted_once(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance
+) -> None:
+    """A blocking check failing at ERROR fails its run: the check alert still goes out, once."""
+    sensors = Sensors(instance, receiver)
+    assert run(instance, "audience/segments").success
+    configured.data.truncate("segments", 1)  # two of three segments vanish: row_count_drop, blocking
+    failed = run(instance, "audience/segments", "audience/segment_people")
+    assert not failed.success
+
+    assert sensors.tick("check_failure_alerts") == []  # watches successful runs
+    [alert] = sensors.tick("check_failure_alerts_in_failed_runs")
+    assert (alert["kind"], alert["severity"], alert["asset"], alert["check"], alert["run_id"]) == (
+        "check_failed",
+        "ERROR",
+        "audience/segments",
+        "row_count_drop",
+        failed.run_id,
+    )
+    assert sensors.tick("check_failure_alerts_in_failed_runs") == []
+    [run_alert] = sensors.tick("run_failure_alerts")
+    assert run_alert["details"]["not_updated"] == ["audience/segment_people"]
 
 
 @pytest.mark.slow
