@@ -42,7 +42,7 @@ from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
-from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import WarehouseResource
 
 
 class SyncConfig(Config):
@@ -133,9 +133,11 @@ class _Load:
         api: Api,
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
+        warehouse: WarehouseResource,
     ) -> None:
         self.context = context
         self.api = api
+        self.file_format = warehouse.loader_file_format()
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
@@ -167,7 +169,7 @@ class _Load:
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
-            loader_file_format=loader_file_format(),
+            loader_file_format=self.file_format,
         )
 
     def read(self, load: EndpointLoad) -> None:
@@ -258,9 +260,7 @@ class _Load:
             source = configured_source(
                 self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
             ).with_resources(resource)
-            pipeline.run(
-                source.clone(with_name=pipeline.pipeline_name), loader_file_format=loader_file_format()
-            )
+            pipeline.run(source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format)
             result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
         return result
 
@@ -325,7 +325,10 @@ def _build_load_assets(
         dagster_dlt_translator=translator,
     )
     def _assets(
-        context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        warehouse: WarehouseResource,
+        config: SyncConfig,
     ) -> Iterator[MaterializeResult]:
         selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
         for parent in {p for r in selected if (p := catalog[r].parent)}:
@@ -336,10 +339,10 @@ def _build_load_assets(
                         f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-        run = _Load(context, api, catalog, config)
-        pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
-        check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
-        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
+        run = _Load(context, api, catalog, config, warehouse)
+        pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
+        warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
+        with api_lock(api.name, context), warehouse.lock(context.log):  # runs of one API take turns
             loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []

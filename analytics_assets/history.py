@@ -1,9 +1,10 @@
 """History mode: tables that keep every version of a record (dlt's `scd2` merge), opt-in per table.
 
 `ANALYTICS_HISTORY` lists the tables, as `<dataset>.<table>` (`audience.peoples,feedback.responses`).
-It is read when called (at run time, and when the definitions load for the asset descriptions), never
-at import: it is not a dlt source setting, and the design wants such settings to become Dagster
-resources; until then this module is the one place that reads it.
+It is read when called: when the definitions load and when a run starts, never at import; this module
+is the one place that reads it. Unlike the `warehouse` resource's settings it is not a Dagster resource:
+it shapes the definitions themselves (a history table's `one_active_version` check, its description),
+and Dagster builds those before any resource is resolved.
 
 How a history table stays equal to the API (see the README's "History mode"):
 

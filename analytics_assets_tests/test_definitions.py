@@ -77,3 +77,31 @@ def test_the_code_location_loads_as_the_webserver_loads_it() -> None:
     assert {"check_connection", "nightly_sync", "weekly_reconciliation"} <= {
         job.name for job in defs.get_repository_def().get_all_jobs()
     }
+
+
+def test_the_settings_are_resources_on_the_resources_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI's Resources page lists `warehouse` and `alert_webhook` with a description, and each setting
+    with the environment variable it is read from; none is configured when the definitions load (they
+    are read when used), so the webhook, a secret, is in no resource's config the UI displays."""
+    monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", "https://hooks.example.test/T000/B000/secret")
+    resources = defs.get_repository_def().get_top_level_resources()
+    expected = {
+        "warehouse": {
+            "destination": "ANALYTICS_DESTINATION",
+            "duckdb_path": "ANALYTICS_DUCKDB_PATH",
+            "max_row_drop": "ANALYTICS_MAX_ROW_DROP",
+        },
+        "alert_webhook": {
+            "url": "ANALYTICS_ALERT_WEBHOOK_URL",
+            "dagster_base_url": "ANALYTICS_DAGSTER_BASE_URL",
+        },
+    }
+    for name, fields in expected.items():
+        resource = resources[name]
+        assert resource.description, name
+        config_fields = resource.config_schema.as_field().config_type.fields  # type: ignore[attr-defined]
+        assert set(config_fields) == set(fields), name
+        for field, variable in fields.items():
+            assert variable in (config_fields[field].description or ""), (name, field)
+            assert config_fields[field].default_value is None, (name, field)  # read when used
+    assert "hooks.example.test" not in repr(defs.resources)
