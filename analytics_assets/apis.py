@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.audience.source import audience, audience_config
+from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
 from analytics_assets.settings import env_var
 
@@ -40,6 +43,12 @@ class Api:
     def spec_config(self) -> RESTAPIConfig:
         """The `rest_api` config with placeholder settings, for describing the endpoints."""
         return self.config(**_SPEC_ONLY_SETTINGS)
+
+    @cached_property
+    def catalog(self) -> Mapping[str, Endpoint]:
+        """The API's endpoints by resource name (parents first), read once from its config: the one
+        catalog the assets, checks, history mode and the connection test all use."""
+        return MappingProxyType(dict(endpoints(self.spec_config())))
 
 
 _SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", "api_key": "spec-only"}

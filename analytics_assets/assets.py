@@ -26,7 +26,7 @@ from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.apis import Api
-from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import UNAVAILABLE
 from analytics_assets.endpoints_load import EndpointLoad, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
@@ -80,7 +80,7 @@ def configured_source(api: Api, synced_at: datetime | None = None, **options: An
                 f"(or the same keys under [sources.{api.name}] in .dlt/config.toml / .dlt/secrets.toml)."
             )
         ) from None
-    keys = {name: e.primary_key for name, e in endpoints(api.spec_config()).items()}
+    keys = {name: e.primary_key for name, e in api.catalog.items()}
     return apply_history(source, api.name, keys, synced_at)
 
 
@@ -102,7 +102,7 @@ def _load_groups(api: Api) -> dict[str, tuple[str, ...]]:
     feeding it (within one op, Dagster cannot stop half of the outputs).
     """
     groups: dict[str, tuple[str, ...]] = {api.name: ()}
-    for endpoint in endpoints(api.spec_config()).values():
+    for endpoint in api.catalog.values():
         name = f"{api.name}_{endpoint.resource}" if endpoint.parent else api.name
         groups[name] = (*groups.get(name, ()), endpoint.resource)
     return groups
@@ -116,7 +116,7 @@ def _select(source: DltSource, load: str, resources: tuple[str, ...]) -> DltSour
 
 def build_api_assets(api: Api) -> list[AssetsDefinition]:
     """The assets of one API: `<api>/<resource>` for every resource of its source."""
-    catalog = endpoints(api.spec_config())
+    catalog = api.catalog
     translator = ApiTranslator(api=api.name, endpoints=catalog)
     return [
         _build_load_assets(api, load, resources, catalog, translator)
