@@ -17,6 +17,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableSchema,
 )
 from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -28,6 +29,7 @@ from pydantic import Field
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import UNAVAILABLE
+from analytics_assets.columns import COLUMN_SCHEMA, with_descriptions
 from analytics_assets.endpoints_load import EndpointLoad, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.history import (
@@ -38,6 +40,7 @@ from analytics_assets.history import (
     refresh_current_view,
 )
 from analytics_assets.locks import api_lock
+from analytics_assets.naming import pipeline_naming
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.translator import ApiTranslator
@@ -264,6 +267,15 @@ class _Load:
             result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
         return result
 
+    def described(self, metadata: Mapping[str, Any], load: EndpointLoad) -> dict[str, Any]:
+        """dlt's materialization metadata with the column descriptions of the endpoint's documented fields."""
+        result = dict(metadata)
+        schema = result.get(COLUMN_SCHEMA)
+        if isinstance(schema, TableSchema):
+            descriptions = self.api.columns.get(load.resource, {})
+            result[COLUMN_SCHEMA] = with_descriptions(schema, descriptions, pipeline_naming(load.pipeline))
+        return result
+
     def metadata(self, load: EndpointLoad, swept: SweepResult | None) -> dict[str, Any]:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
         repeats = self.served.repeats(load.resource)  # read by the `primary_key_unique` check
@@ -352,7 +364,12 @@ def _build_load_assets(
                 if endpoint.info is not None:
                     resource = run.source(endpoint).resources[endpoint.resource]
                     metadata = {
-                        **dlt.extract_resource_metadata(context, resource, endpoint.info, endpoint.pipeline),
+                        **run.described(
+                            dlt.extract_resource_metadata(
+                                context, resource, endpoint.info, endpoint.pipeline
+                            ),
+                            endpoint,
+                        ),
                         **metadata,
                     }
                 else:
