@@ -2,10 +2,14 @@
 
 Loads the same sandbox into a fresh database per format (dlt's default `insert_values`, then `csv`,
 which dlt loads with `COPY`), times the extract, normalize and load steps, then compares every table
-of the two databases row by row (JSON columns and child tables included).
+of the two databases row by row (JSON columns and child tables included), naming the columns where
+the only difference is an empty string loaded as NULL. Plain dlt (the sources, no Dagster), without
+the feedback API's pacing (the sandbox does not limit the rate).
 
     ANALYTICS_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python benchmarks/postgres_file_format.py --people 200000 --responses 50000
+        make bench-postgres BENCH_ARGS="--people 100000 --responses 20000"
+
+The figures are in benchmarks/README.md; the choice they support in `warehouse.LOADER_FILE_FORMATS`.
 """
 
 from __future__ import annotations
