@@ -148,9 +148,11 @@ def apply_history(
         synced_at: The sync's time (see `scd2_disposition`).
     """
     tables = history_tables()
+    naming = source.schema.naming  # what the key columns are called in the warehouse
     for name, resource in source.resources.items():
         if f"{dataset}.{name}" in tables:
-            resource.apply_hints(write_disposition=scd2_disposition(primary_keys[name], synced_at))  # type: ignore[arg-type]
+            columns = [naming.normalize_identifier(c) for c in primary_keys[name]]
+            resource.apply_hints(write_disposition=scd2_disposition(columns, synced_at))  # type: ignore[arg-type]
             resource.add_filter(first_of_each_key(primary_keys[name]))
     return source
 
