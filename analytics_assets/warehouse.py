@@ -47,7 +47,9 @@ loads it with `COPY`) 22.7 s (load step 3.1 s); on 100,000 responses with their 
 child tables (122,558 rows) 19.2 s against 22.2 s. Extract and normalize dominate, so `csv` saves
 at most a few seconds, and it loses data: Postgres `COPY ... CSV` cannot tell an empty string from
 NULL (dlt forces NULL on nullable columns), so every `''` (e.g. `peoples.tags`) would arrive as NULL.
-JSON columns and child tables come through `csv` identically. `parquet` needs the ADBC driver
+JSON columns and child tables come through `csv` identically. Measured again with `make bench-postgres`
+(2026-12-02, benchmarks/README.md, cores shared at load 6-11): 100,000 people and 20,000 responses (126,419 rows), `insert_values`
+37.1-44.5 s, `csv` 31.9-41.7 s, 25,539 empty strings lost. `parquet` needs the ADBC driver
 (`adbc-driver-postgresql`, not a dependency). So PostgreSQL keeps dlt's default, `insert_values`,
 named here so the choice is explicit. Destinations not listed keep dlt's default for them.
 """
