@@ -12,7 +12,7 @@ from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.audience import columns as audience_columns
-from analytics_assets.audience.source import audience, audience_config
+from analytics_assets.audience.source import REAL_KEY_HEADER, audience, audience_config
 from analytics_assets.catalog import Endpoint, endpoints
 from analytics_assets.feedback import columns as feedback_columns
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
@@ -30,6 +30,9 @@ class Api:
     """What its base URL looks like, for messages about a wrong one (e.g. "ending in /v1")."""
     successor_paths: Mapping[str, str] = field(default_factory=dict)
     """Where the API's current servers serve a resource whose seed path they answer 404 for."""
+    real_key_header: str | None = None
+    """The header the real API reads its key from, where it differs from the seed's default (which the
+    sandbox keeps): named in the fix for a refused key."""
     columns: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """What each documented field means, by resource, then by field name on the wire (`<api>/columns.py`):
     the column descriptions of the UI's column schema."""
@@ -63,6 +66,7 @@ AUDIENCE = Api(
     source=audience,
     config=audience_config,
     base_url_shape="ending in /v1",
+    real_key_header=REAL_KEY_HEADER,
     columns=audience_columns.COLUMNS,
 )
 FEEDBACK = Api(

@@ -28,8 +28,6 @@ from analytics_assets.transport import RETRY_STATUS_CODES
 SEED = "seed"
 CURRENT = "current"
 UNAVAILABLE = "unavailable on this plan"
-REAL_AUDIENCE_KEY_HEADER = "X-Encharge-Token"
-"""The header the real audience API reads its key from (api-notes); the seed says `api_key`."""
 
 _PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
@@ -115,10 +113,10 @@ class _Checker:
 
     def _key_fix(self) -> str:
         fix = f"set {self.key_setting} to a valid key for {self.base_url}"
-        if self.api.name == "audience":
+        if self.api.real_key_header:
             fix += (
-                f"; against the real audience API also set"
-                f" {self.api.env_var('api_key_header')}={REAL_AUDIENCE_KEY_HEADER}"
+                f"; against the real {self.api.name} API also set"
+                f" {self.api.env_var('api_key_header')}={self.api.real_key_header}"
                 f" (now {self.client.settings.api_key_header!r})"
             )
         return fix
