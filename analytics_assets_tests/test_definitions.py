@@ -105,3 +105,24 @@ def test_the_settings_are_resources_on_the_resources_page(monkeypatch: pytest.Mo
             assert variable in (config_fields[field].description or ""), (name, field)
             assert config_fields[field].default_value is None, (name, field)  # read when used
     assert "hooks.example.test" not in repr(defs.resources)
+
+
+@pytest.mark.parametrize("api", ["audience", "feedback"])
+def test_each_api_readme_lists_its_assets_endpoints_keys_checks_and_settings(api: str) -> None:
+    """`<api>/README.md` is the page an engineer opens first: it must not fall behind the code."""
+    from analytics_assets.apis import APIS
+
+    readme = (REPO / "analytics_assets" / api / "README.md").read_text()
+    catalog = next(a for a in APIS if a.name == api).catalog
+    graph = defs.resolve_asset_graph()
+    for resource, endpoint in catalog.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{api}/{resource}` |")), None)
+        assert row is not None, f"{api}/README.md has no row for {api}/{resource}"
+        path = endpoint.path.replace("{resources.segments.id}", "{id}")
+        assert f"`GET {path}`" in row and f"`{api}.{resource}`" in row
+        assert ", ".join(f"`{k}`" for k in endpoint.primary_key) in row
+        checks = {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey([api, resource])}
+        for check in checks:
+            assert f"`{check}`" in row or f"`{check}`" in readme, f"{check} of {api}/{resource}"
+    for setting in ("BASE_URL", "API_KEY", "PAGE_CONCURRENCY", "REQUEST_TIMEOUT", "ALLOW_INSECURE_HTTP"):
+        assert f"`SOURCES__{api.upper()}__{setting}`" in readme
