@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo dev check-connection test test-fast lint format bench clean
+.PHONY: install demo dev check-connection test test-fast lint format bench bench-postgres clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -47,6 +47,11 @@ test-fast: install
 ## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
 bench: install
 	$(VENV_BIN)/python -m benchmarks $(BENCH_ARGS)
+
+## bench-postgres: which loader file format loads PostgreSQL fastest and keeps the data (benchmarks/README.md);
+## needs ANALYTICS_TEST_POSTGRES_URL (a server it may create databases on), e.g. BENCH_ARGS="--people 20000"
+bench-postgres: install
+	$(VENV_BIN)/python -m benchmarks.postgres_file_format $(BENCH_ARGS)
 
 lint: install
 	$(VENV_BIN)/ruff check .

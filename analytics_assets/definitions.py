@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from analytics_assets.alert_sensors import build_alert_sensors
+from analytics_assets.alerts import AlertWebhook
 from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
 from analytics_assets.audience.automation import segment_members_sensor
@@ -12,6 +13,7 @@ from analytics_assets.checks.suite import build_asset_checks
 from analytics_assets.connection import check_connection_job
 from analytics_assets.feedback.sensors import new_feedback_sensor
 from analytics_assets.schedules import build_jobs, build_schedules
+from analytics_assets.warehouse import WarehouseResource
 
 assets = [assets for api in APIS for assets in build_api_assets(api)]
 jobs = build_jobs(assets)
@@ -28,7 +30,13 @@ defs = Definitions(
         build_freshness_sensor(asset_checks),
         *build_alert_sensors([api.name for api in APIS]),
     ],
-    resources={"dlt": DagsterDltResource()},
+    # The settings of ours, on the UI's Resources page; each is read from its environment variable when a
+    # run or tick uses it (see `settings.resource_setting`), never when the definitions load.
+    resources={
+        "dlt": DagsterDltResource(),
+        "warehouse": WarehouseResource(),
+        "alert_webhook": AlertWebhook(),
+    },
     # Every step of a run in the run's own process: a step process starts by importing this code location
     # (seconds), which cost more than the steps themselves (a full sync of 5,000 people: 62 s with a
     # process per step, 16 s in process; README, "Performance"). Pools still apply to in-process steps.

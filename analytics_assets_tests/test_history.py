@@ -8,7 +8,7 @@ from dagster import AssetKey, DagsterInstance
 from analytics_assets.checks.core import CheckContext
 from analytics_assets.checks.table import one_active_version, primary_key_unique
 from analytics_assets.history import HISTORY_SETTING, HistorySettingError, history_tables
-from analytics_assets.warehouse import warehouse_pipeline
+from analytics_assets.warehouse import WarehouseResource
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_checks import execute
@@ -207,10 +207,15 @@ def test_a_key_served_twice_opens_one_version_and_the_checks_judge_current_rows(
     assert rows == [(first["lastName"],)]  # the first served, as the mirror keeps
 
     def evaluate(check: Any) -> Any:
-        pipeline = warehouse_pipeline("audience_history_checks", "audience")
+        warehouse_resource = WarehouseResource()  # its settings from the environment, as in a run
+        pipeline = warehouse_resource.pipeline("audience_history_checks", "audience")
         with pipeline.sql_client() as sql:
             context = CheckContext(
-                sql, DagsterInstance.ephemeral(), "no-run", AssetKey(["audience", "peoples"])
+                sql,
+                DagsterInstance.ephemeral(),
+                "no-run",
+                AssetKey(["audience", "peoples"]),
+                warehouse_resource,
             )
             return check.evaluate(context)
 

@@ -25,6 +25,9 @@ from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
+REAL_KEY_HEADER = "X-Encharge-Token"
+"""The header the real audience API reads its key from (its public description and its low-code
+connector); the sandbox keeps the seed's."""
 PAGE_CONCURRENCY = 8
 """Pages of one list in flight at once. The API has no rate limit, so the chain of `/people/all` is
 what bounds a sync: 8 pages at once divide its round trips by ~8 and cost at most 7 requests past the
