@@ -31,10 +31,9 @@ PIPELINES = ("audience_peoples", "audience_segment_people")
 class Twins:
     """Two warehouses loaded from one sandbox: `rows` with every page as rows, `arrow` with the defaults."""
 
-    def __init__(self, tmp_path: Path, destination: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, tmp_path: Path, destination: str) -> None:
         self.tmp_path = tmp_path
         self.destination = destination
-        self.monkeypatch = monkeypatch
         self.stack = ExitStack()
         self.warehouses: dict[str, Warehouse] = {}
         self.formats: dict[str, dict[str, set[str]]] = {}
@@ -125,8 +124,8 @@ def assert_same_warehouse(twins: Twins, unordered: tuple[str, ...] = ()) -> None
 
 
 @pytest.fixture
-def twins(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Twins]:
-    with Twins(tmp_path, getattr(request, "param", "duckdb"), monkeypatch) as pair:
+def twins(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Twins]:
+    with Twins(tmp_path, getattr(request, "param", "duckdb")) as pair:
         yield pair
 
 
@@ -138,9 +137,7 @@ def new_columns(result: Any, asset: str = "audience/peoples") -> list[str]:
 
 
 @pytest.mark.parametrize("twins", ["duckdb", "postgres"], indirect=True)
-def test_arrow_pages_load_the_warehouse_rows_would(
-    twins: Twins, configured_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_arrow_pages_load_the_warehouse_rows_would(twins: Twins, configured_sandbox: Sandbox) -> None:
     # The first person has no last activity: the row path adds that column after its own.
     first = next(iter(configured_sandbox.data.records("peoples", limit=1)))["id"]
     configured_sandbox.data.patch_record("peoples", first, set_fields={"lastActivity": None})
