@@ -8,6 +8,7 @@ run failed naming it, and the next clean run is exact.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -29,9 +30,8 @@ from analytics_assets_tests.test_sync import (
 )
 from analytics_sandbox import Sandbox
 
-# Whole Dagster runs, several through the dagster CLI per test, on a shared machine. The tests share one
-# first sync (`first_sync`): on one xdist worker, it runs once.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("isolation")]
+# Whole Dagster runs, several through the dagster CLI per test, on a shared machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ALL_TABLES = {
     "audience": ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people"),
     "feedback": (
@@ -66,9 +66,25 @@ def first_sync(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder (`home_embedded`, the run in its history), the DuckDB file (`warehouse`) and dlt's folder (`dlt`).
 
     The sandbox generates its data from its seed, so each test's own sandbox (SMALL) serves what this
-    one served: the copy is the state that test's own first run would have left.
+    one served: the copy is the state that test's own first run would have left. Under pytest-xdist
+    (`make test`) the workers share one: the first to need it makes it while the others wait.
     """
-    root = tmp_path_factory.mktemp("first_sync")
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this session's folder, above each worker's own
+    root = base / "isolation_first_sync"
+    with open(base / "isolation_first_sync.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its holder dies
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed making it left part of one
+            root.mkdir()
+            make_first_sync(root)
+            (root / "done").touch()
+    return root
+
+
+def make_first_sync(root: Path) -> None:
+    """The first sync of `first_sync` into `root`."""
     inherited = {
         k: v
         for k, v in os.environ.items()
@@ -86,7 +102,6 @@ def first_sync(tmp_path_factory: pytest.TempPathFactory) -> Path:
             timeout=600,
         )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return root
 
 
 @pytest.fixture
