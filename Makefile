@@ -34,9 +34,12 @@ dev: install
 check-connection: install
 	$(VENV_BIN)/dagster job execute -m analytics_assets.definitions -j check_connection
 
-## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured)
+## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured), on
+## TEST_WORKERS pytest-xdist workers: many tests wait on subprocesses, latency or a webserver, so two
+## workers help even on two cores. Tests are handed out one at a time, the longest first (conftest.py).
+TEST_WORKERS ?= 2
 test: install
-	$(VENV_BIN)/pytest
+	$(VENV_BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 ## test-fast: the inner loop, under a minute: every test but those marked slow (whole Dagster runs, the dagster
 ## CLI or another subprocess, over ~2 s); the unit tests in analytics_assets_tests/unit/ and quick sandbox tests
