@@ -352,9 +352,11 @@ def _build_load_assets(
                     )
                 )
         run = _Load(context, api, catalog, config, warehouse)
-        pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
-        warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
         with api_lock(api.name, context), warehouse.lock(context.log):  # runs of one API take turns
+            # Only the lock holder touches the API's dlt pipelines: creating one writes into its local
+            # folder, which the holder's run may be dropping and restoring (seen: "Directory not empty").
+            pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
+            warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
             loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []
