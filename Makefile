@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo dev check-connection test test-fast lint format bench clean
+.PHONY: install demo dev check-connection test test-fast lint format bench bench-postgres clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -34,9 +34,12 @@ dev: install
 check-connection: install
 	$(VENV_BIN)/dagster job execute -m analytics_assets.definitions -j check_connection
 
-## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured)
+## test: the whole test suite (sandbox over sockets, real DuckDB files, PostgreSQL when configured), on
+## TEST_WORKERS pytest-xdist workers: many tests wait on subprocesses, latency or a webserver, so two
+## workers help even on two cores. Tests are handed out one at a time, the longest first (conftest.py).
+TEST_WORKERS ?= 2
 test: install
-	$(VENV_BIN)/pytest
+	$(VENV_BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 ## test-fast: the inner loop, under a minute: every test but those marked slow (whole Dagster runs, the dagster
 ## CLI or another subprocess, over ~2 s); the unit tests in analytics_assets_tests/unit/ and quick sandbox tests
@@ -47,6 +50,11 @@ test-fast: install
 ## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
 bench: install
 	$(VENV_BIN)/python -m benchmarks $(BENCH_ARGS)
+
+## bench-postgres: which loader file format loads PostgreSQL fastest and keeps the data (benchmarks/README.md);
+## needs ANALYTICS_TEST_POSTGRES_URL (a server it may create databases on), e.g. BENCH_ARGS="--people 20000"
+bench-postgres: install
+	$(VENV_BIN)/python -m benchmarks.postgres_file_format $(BENCH_ARGS)
 
 lint: install
 	$(VENV_BIN)/ruff check .

@@ -4,11 +4,14 @@ The message is Slack-compatible (a `text` field in Slack's mrkdwn) and also carr
 for other receivers: `kind`, `severity`, `asset`, `check`, `run_id`, `run_url`, `asset_url`,
 `summary`, `details`.
 
-Settings, read when an alert is sent (never at import):
-- `ANALYTICS_ALERT_WEBHOOK_URL`: where alerts are POSTed; without it they are logged as warnings.
-- `ANALYTICS_DAGSTER_BASE_URL`: the Dagster UI the links point to (default `http://localhost:3000`).
+`AlertWebhook` is the Dagster resource `alert_webhook` (the UI's Resources page) the alert sensors
+send through. Its settings are read when an alert is sent (never at import):
+- `url` / `ANALYTICS_ALERT_WEBHOOK_URL`: where alerts are POSTed; without it they are logged as warnings.
+  A secret (a Slack hook is its own credential): it appears in no log, alert or resource display.
+- `dagster_base_url` / `ANALYTICS_DAGSTER_BASE_URL`: the Dagster UI the links point to (default
+  `http://localhost:3000`).
 
-No Dagster import here: the sensors in `alert_sensors.py` build `Alert`s from the event log.
+The sensors in `alert_sensors.py` build `Alert`s from the event log.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from urllib.parse import quote, urlsplit
 
 import dlt
 import requests
+from dagster import ConfigurableResource
+from pydantic import Field
 
 from analytics_assets.apis import APIS
+from analytics_assets.settings import resource_setting
 
 WEBHOOK_URL_ENV = "ANALYTICS_ALERT_WEBHOOK_URL"
 BASE_URL_ENV = "ANALYTICS_DAGSTER_BASE_URL"
@@ -71,19 +77,9 @@ class Alert:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def webhook_url() -> str | None:
-    """The webhook from `ANALYTICS_ALERT_WEBHOOK_URL`, or None."""
-    return os.environ.get(WEBHOOK_URL_ENV, "").strip() or None
-
-
-def dagster_base_url() -> str:
-    """The Dagster UI's base URL from `ANALYTICS_DAGSTER_BASE_URL`."""
-    return (os.environ.get(BASE_URL_ENV, "").strip() or DEFAULT_BASE_URL).rstrip("/")
-
-
-def payload(alert: Alert) -> dict[str, Any]:
-    """The JSON body of an alert (before redaction)."""
-    base = dagster_base_url()
+def payload(alert: Alert, base_url: str = DEFAULT_BASE_URL) -> dict[str, Any]:
+    """The JSON body of an alert (before redaction), its links into the Dagster UI at `base_url`."""
+    base = base_url.rstrip("/")
     run_url = f"{base}/runs/{alert.run_id}" if alert.run_id else None
     asset_url = f"{base}/assets/{alert.asset}" if alert.asset and "," not in alert.asset else None
     subject = " ".join(
@@ -162,39 +158,67 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
     return scrub(value)
 
 
-def send_alert(alert: Alert, log: logging.Logger) -> bool:
-    """POST an alert to the webhook, retrying; never raises.
+class AlertWebhook(ConfigurableResource):
+    """Where the alert sensors POST their alerts, and the Dagster UI their links point to.
 
-    Returns:
-        Whether the receiver accepted it (without a webhook: False, and the alert is logged as a warning).
+    Both fields are read when an alert is sent: left unset here, from their environment variables
+    (unset too: alerts are only logged as warnings; links point to http://localhost:3000).
     """
-    try:
-        body = redact(payload(alert), configured_secrets())
-    except Exception:
-        log.exception("Could not build an alert message")
-        return False
-    url = webhook_url()
-    if not url:
-        log.warning(f"{WEBHOOK_URL_ENV} is not set, so this alert is only logged: {json.dumps(body)}")
-        return False
-    for attempt in range(1, ATTEMPTS + 1):
+
+    url: str | None = Field(
+        default=None,
+        description=(
+            f"The webhook alerts are POSTed to (Slack-compatible JSON). Unset: {WEBHOOK_URL_ENV}; unset too,"
+            " alerts are only logged as warnings. A secret: set it in the environment (or with"
+            f" EnvVar), never as a literal here, and it is redacted from every alert and log."
+        ),
+    )
+    dagster_base_url: str | None = Field(
+        default=None,
+        description=f"The Dagster UI the alerts link to. Unset: {BASE_URL_ENV}, else {DEFAULT_BASE_URL}.",
+    )
+
+    def webhook_url(self) -> str | None:
+        """The webhook, read now; None without one."""
+        return resource_setting(self.url, WEBHOOK_URL_ENV, "") or None
+
+    def base_url(self) -> str:
+        """The Dagster UI's base URL, read now."""
+        return resource_setting(self.dagster_base_url, BASE_URL_ENV, DEFAULT_BASE_URL).rstrip("/")
+
+    def send(self, alert: Alert, log: logging.Logger) -> bool:
+        """POST an alert to the webhook, retrying; never raises.
+
+        Returns:
+            Whether the receiver accepted it (without a webhook: False, and the alert is logged as a warning).
+        """
+        url = self.webhook_url()
         try:
-            response = requests.post(url, json=body, timeout=TIMEOUT_SECONDS)
-        except requests.RequestException as error:
-            # The exception text holds the webhook URL, itself a secret for Slack-style hooks.
-            problem, retry = type(error).__name__, True
-        else:
-            if response.ok:
-                log.info(f"Alert sent ({alert.kind}, {body['asset'] or 'no asset'}), attempt {attempt}.")
-                return True
-            problem, retry = (
-                f"HTTP {response.status_code}",
-                response.status_code == 429 or response.status_code >= 500,
-            )
-        log.warning(f"Alert POST attempt {attempt}/{ATTEMPTS} failed: {problem}.")
-        if not retry:
-            break
-        if attempt < ATTEMPTS:
-            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-    log.error(f"Alert not delivered, giving up: {body['text']}")
-    return False
+            body = redact(payload(alert, self.base_url()), configured_secrets() | ({url} if url else set()))
+        except Exception:
+            log.exception("Could not build an alert message")
+            return False
+        if not url:
+            log.warning(f"{WEBHOOK_URL_ENV} is not set, so this alert is only logged: {json.dumps(body)}")
+            return False
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = requests.post(url, json=body, timeout=TIMEOUT_SECONDS)
+            except requests.RequestException as error:
+                # The exception text holds the webhook URL, itself a secret for Slack-style hooks.
+                problem, retry = type(error).__name__, True
+            else:
+                if response.ok:
+                    log.info(f"Alert sent ({alert.kind}, {body['asset'] or 'no asset'}), attempt {attempt}.")
+                    return True
+                problem, retry = (
+                    f"HTTP {response.status_code}",
+                    response.status_code == 429 or response.status_code >= 500,
+                )
+            log.warning(f"Alert POST attempt {attempt}/{ATTEMPTS} failed: {problem}.")
+            if not retry:
+                break
+            if attempt < ATTEMPTS:
+                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        log.error(f"Alert not delivered, giving up: {body['text']}")
+        return False

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
-from analytics_assets.audience.source import audience, audience_config
+from analytics_assets.audience import columns as audience_columns
+from analytics_assets.audience.source import REAL_KEY_HEADER, audience, audience_config
+from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.feedback import columns as feedback_columns
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
 from analytics_assets.settings import env_var
 
@@ -25,6 +30,12 @@ class Api:
     """What its base URL looks like, for messages about a wrong one (e.g. "ending in /v1")."""
     successor_paths: Mapping[str, str] = field(default_factory=dict)
     """Where the API's current servers serve a resource whose seed path they answer 404 for."""
+    real_key_header: str | None = None
+    """The header the real API reads its key from, where it differs from the seed's default (which the
+    sandbox keeps): named in the fix for a refused key."""
+    columns: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """What each documented field means, by resource, then by field name on the wire (`<api>/columns.py`):
+    the column descriptions of the UI's column schema."""
 
     def env_var(self, setting: str) -> str:
         """The environment variable dlt reads a setting of this source from."""
@@ -41,15 +52,29 @@ class Api:
         """The `rest_api` config with placeholder settings, for describing the endpoints."""
         return self.config(**_SPEC_ONLY_SETTINGS)
 
+    @cached_property
+    def catalog(self) -> Mapping[str, Endpoint]:
+        """The API's endpoints by resource name (parents first), read once from its config: the one
+        catalog the assets, checks, history mode and the connection test all use."""
+        return MappingProxyType(dict(endpoints(self.spec_config())))
+
 
 _SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", "api_key": "spec-only"}
 
-AUDIENCE = Api(name="audience", source=audience, config=audience_config, base_url_shape="ending in /v1")
+AUDIENCE = Api(
+    name="audience",
+    source=audience,
+    config=audience_config,
+    base_url_shape="ending in /v1",
+    real_key_header=REAL_KEY_HEADER,
+    columns=audience_columns.COLUMNS,
+)
 FEEDBACK = Api(
     name="feedback",
     source=feedback,
     config=feedback_config,
     base_url_shape="without /v1",
     successor_paths=CURRENT_GENERATION_PATHS,
+    columns=feedback_columns.COLUMNS,
 )
 APIS = (AUDIENCE, FEEDBACK)

@@ -17,6 +17,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableSchema,
 )
 from dagster_dlt import DagsterDltResource, dlt_assets
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -26,8 +27,9 @@ from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.apis import Api
-from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import UNAVAILABLE
+from analytics_assets.columns import COLUMN_SCHEMA, with_descriptions
 from analytics_assets.endpoints_load import EndpointLoad, load_side_by_side
 from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.history import (
@@ -38,12 +40,13 @@ from analytics_assets.history import (
     refresh_current_view,
 )
 from analytics_assets.locks import api_lock
+from analytics_assets.naming import pipeline_naming
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.tags import CHILD_PATH
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
-from analytics_assets.warehouse import check_reachable, loader_file_format, warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import WarehouseResource
 
 
 class SyncConfig(Config):
@@ -81,7 +84,7 @@ def configured_source(api: Api, synced_at: datetime | None = None, **options: An
                 f"(or the same keys under [sources.{api.name}] in .dlt/config.toml / .dlt/secrets.toml)."
             )
         ) from None
-    keys = {name: e.primary_key for name, e in endpoints(api.spec_config()).items()}
+    keys = {name: e.primary_key for name, e in api.catalog.items()}
     return apply_history(source, api.name, keys, synced_at)
 
 
@@ -103,7 +106,7 @@ def _load_groups(api: Api) -> dict[str, tuple[str, ...]]:
     feeding it (within one op, Dagster cannot stop half of the outputs).
     """
     groups: dict[str, tuple[str, ...]] = {api.name: ()}
-    for endpoint in endpoints(api.spec_config()).values():
+    for endpoint in api.catalog.values():
         name = f"{api.name}_{endpoint.resource}" if endpoint.parent else api.name
         groups[name] = (*groups.get(name, ()), endpoint.resource)
     return groups
@@ -117,7 +120,7 @@ def _select(source: DltSource, load: str, resources: tuple[str, ...]) -> DltSour
 
 def build_api_assets(api: Api) -> list[AssetsDefinition]:
     """The assets of one API: `<api>/<resource>` for every resource of its source."""
-    catalog = endpoints(api.spec_config())
+    catalog = api.catalog
     translator = ApiTranslator(api=api.name, endpoints=catalog)
     return [
         _build_load_assets(api, load, resources, catalog, translator)
@@ -134,9 +137,11 @@ class _Load:
         api: Api,
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
+        warehouse: WarehouseResource,
     ) -> None:
         self.context = context
         self.api = api
+        self.file_format = warehouse.loader_file_format()
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
@@ -168,7 +173,7 @@ class _Load:
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
-            loader_file_format=loader_file_format(),
+            loader_file_format=self.file_format,
         )
 
     def read(self, load: EndpointLoad) -> None:
@@ -259,10 +264,17 @@ class _Load:
             source = configured_source(
                 self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
             ).with_resources(resource)
-            pipeline.run(
-                source.clone(with_name=pipeline.pipeline_name), loader_file_format=loader_file_format()
-            )
+            pipeline.run(source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format)
             result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
+        return result
+
+    def described(self, metadata: Mapping[str, Any], load: EndpointLoad) -> dict[str, Any]:
+        """dlt's materialization metadata with the column descriptions of the endpoint's documented fields."""
+        result = dict(metadata)
+        schema = result.get(COLUMN_SCHEMA)
+        if isinstance(schema, TableSchema):
+            descriptions = self.api.columns.get(load.resource, {})
+            result[COLUMN_SCHEMA] = with_descriptions(schema, descriptions, pipeline_naming(load.pipeline))
         return result
 
     def metadata(self, load: EndpointLoad, swept: SweepResult | None) -> dict[str, Any]:
@@ -327,7 +339,10 @@ def _build_load_assets(
         op_tags=CHILD_PATH if load != api.name else None,  # a child's load: next after its parent's checks
     )
     def _assets(
-        context: AssetExecutionContext, dlt: DagsterDltResource, config: SyncConfig
+        context: AssetExecutionContext,
+        dlt: DagsterDltResource,
+        warehouse: WarehouseResource,
+        config: SyncConfig,
     ) -> Iterator[MaterializeResult]:
         selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
         for parent in {p for r in selected if (p := catalog[r].parent)}:
@@ -338,10 +353,12 @@ def _build_load_assets(
                         f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-        run = _Load(context, api, catalog, config)
-        pipelines = {r: warehouse_pipeline(f"{api.name}_{r}", api.name) for r in selected}
-        check_reachable(next(iter(pipelines.values())))  # a warehouse that is down: before any API request
-        with api_lock(api.name, context), warehouse_lock(context.log):  # runs of one API take turns
+        run = _Load(context, api, catalog, config, warehouse)
+        with api_lock(api.name, context), warehouse.lock(context.log):  # runs of one API take turns
+            # Only the lock holder touches the API's dlt pipelines: creating one writes into its local
+            # folder, which the holder's run may be dropping and restoring (seen: "Directory not empty").
+            pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
+            warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
             loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
             load_side_by_side(loads, run.read, run.write)
             failures = []
@@ -354,7 +371,12 @@ def _build_load_assets(
                 if endpoint.info is not None:
                     resource = run.source(endpoint).resources[endpoint.resource]
                     metadata = {
-                        **dlt.extract_resource_metadata(context, resource, endpoint.info, endpoint.pipeline),
+                        **run.described(
+                            dlt.extract_resource_metadata(
+                                context, resource, endpoint.info, endpoint.pipeline
+                            ),
+                            endpoint,
+                        ),
                         **metadata,
                     }
                 else:

@@ -1,7 +1,8 @@
 """What each endpoint is, read from the declarative `rest_api` configs (their single source of truth).
 
 The Dagster side uses this for asset descriptions, metadata and lineage, so that changing a config
-changes what the UI shows with it.
+changes what the UI shows with it; each API's catalog is computed once (`Api.catalog` in `apis.py`)
+and every module asks it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class Endpoint:
     """The incremental cursor field, if any (API field name)."""
     stops_early: bool
     """True when a nightly sync pages only back to the cursor: it does not see the whole list."""
+    data_selector: str = "$"
+    """Where the records are in a response (`$`: the root is the list)."""
+    limit_param: str | None = None
+    """The query parameter that sets the page size, for an offset-paged list."""
 
     def description(self, api: str) -> str:
         """A Markdown description for the asset page."""
@@ -74,7 +79,10 @@ def _as_tuple(key: Any) -> tuple[str, ...]:
 
 
 def endpoints(config: RESTAPIConfig) -> Mapping[str, Endpoint]:
-    """The endpoints of a `rest_api` config, by resource name."""
+    """The endpoints of a `rest_api` config, by resource name, in the config's order (parents first).
+
+    The code location reads an API's once, as `Api.catalog`; the sources read the config they run with.
+    """
     defaults: Mapping[str, Any] = config.get("resource_defaults") or {}
     result = {}
     for resource in config["resources"]:
@@ -83,15 +91,18 @@ def endpoints(config: RESTAPIConfig) -> Mapping[str, Endpoint]:
         path = endpoint["path"]
         parent = _PARENT_PLACEHOLDER.search(path)
         incremental: Mapping[str, Any] = endpoint.get("incremental") or {}
+        paginator = endpoint.get("paginator")
         name = str(resource["name"])
         result[name] = Endpoint(
             resource=name,
             path=path,
             primary_key=_as_tuple(resource.get("primary_key", defaults.get("primary_key", ()))),
-            paging=_paging(endpoint.get("paginator")),
+            paging=_paging(paginator),
             write_disposition=str(resource.get("write_disposition", defaults.get("write_disposition"))),
             parent=parent.group(1) if parent else None,
             cursor=incremental.get("cursor_path"),
             stops_early=bool(incremental.get("row_order")),
+            data_selector=str(endpoint.get("data_selector", "$")),
+            limit_param=paginator.limit_param if isinstance(paginator, OffsetPaginator) else None,
         )
     return result

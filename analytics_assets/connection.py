@@ -17,11 +17,10 @@ from urllib.parse import quote
 import requests
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, job, op
 from dlt.common import jsonpath
-from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
 from analytics_assets import tags
 from analytics_assets.apis import APIS, Api
-from analytics_assets.catalog import endpoints
+from analytics_assets.catalog import Endpoint
 from analytics_assets.feedback.source import CURRENT_GENERATION_PATHS
 from analytics_assets.probe import ApiClient, ApiSettings, MissingSettingError
 from analytics_assets.transport import RETRY_STATUS_CODES
@@ -29,8 +28,6 @@ from analytics_assets.transport import RETRY_STATUS_CODES
 SEED = "seed"
 CURRENT = "current"
 UNAVAILABLE = "unavailable on this plan"
-REAL_AUDIENCE_KEY_HEADER = "X-Encharge-Token"
-"""The header the real audience API reads its key from (api-notes); the seed says `api_key`."""
 
 _PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
@@ -79,33 +76,6 @@ class EndpointReport:
         return self.problem is None
 
 
-@dataclass(frozen=True)
-class _Target:
-    resource: str
-    path: str
-    data_selector: str
-    limit_param: str | None
-
-
-def _targets(api: Api) -> list[_Target]:
-    """The endpoints of `api` in catalog order (parents before children), with how to ask each for one page."""
-    config = api.spec_config()
-    settings = {str(r["name"]): r["endpoint"] for r in config["resources"] if isinstance(r, dict)}
-    targets = []
-    for name, endpoint in endpoints(config).items():
-        spec: Mapping[str, Any] = settings[name]  # type: ignore[assignment]
-        paginator = spec.get("paginator")
-        targets.append(
-            _Target(
-                resource=name,
-                path=endpoint.path,
-                data_selector=str(spec.get("data_selector", "$")),
-                limit_param=paginator.limit_param if isinstance(paginator, OffsetPaginator) else None,
-            )
-        )
-    return targets
-
-
 def _records(body: Any, selector: str) -> list[Any] | None:
     """The records at the data selector, or None when the page has no such field."""
     if selector == "$":
@@ -143,10 +113,10 @@ class _Checker:
 
     def _key_fix(self) -> str:
         fix = f"set {self.key_setting} to a valid key for {self.base_url}"
-        if self.api.name == "audience":
+        if self.api.real_key_header:
             fix += (
-                f"; against the real audience API also set"
-                f" {self.api.env_var('api_key_header')}={REAL_AUDIENCE_KEY_HEADER}"
+                f"; against the real {self.api.name} API also set"
+                f" {self.api.env_var('api_key_header')}={self.api.real_key_header}"
                 f" (now {self.client.settings.api_key_header!r})"
             )
         return fix
@@ -221,7 +191,7 @@ class _Checker:
             return
         report.records = records
 
-    def check(self, target: _Target, done: Mapping[str, EndpointReport]) -> EndpointReport:
+    def check(self, target: Endpoint, done: Mapping[str, EndpointReport]) -> EndpointReport:
         report = EndpointReport(self.api.name, target.resource)
         path = target.path
         placeholder = _PLACEHOLDER.search(path)
@@ -277,7 +247,7 @@ class _Checker:
 
 def check_api(api: Api) -> list[EndpointReport]:
     """One request per endpoint of `api` (two where a resource moved); every endpoint gets a report."""
-    targets = _targets(api)
+    targets = list(api.catalog.values())  # parents before children
     try:
         client = ApiClient(api, ApiSettings.resolve(api))
     except (MissingSettingError, ValueError) as error:

@@ -4,6 +4,7 @@ from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
 from analytics_assets.alert_sensors import build_alert_sensors
+from analytics_assets.alerts import AlertWebhook
 from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
 from analytics_assets.audience.automation import segment_members_sensor
@@ -12,6 +13,7 @@ from analytics_assets.checks.suite import build_asset_checks
 from analytics_assets.connection import check_connection_job
 from analytics_assets.feedback.sensors import new_feedback_sensor
 from analytics_assets.schedules import build_jobs, build_schedules
+from analytics_assets.warehouse import WarehouseResource
 
 assets = [assets for api in APIS for assets in build_api_assets(api)]
 jobs = build_jobs(assets)
@@ -28,12 +30,18 @@ defs = Definitions(
         build_freshness_sensor(asset_checks),
         *build_alert_sensors([api.name for api in APIS]),
     ],
-    resources={"dlt": DagsterDltResource()},
+    # The settings of ours, on the UI's Resources page; each is read from its environment variable when a
+    # run or tick uses it (see `settings.resource_setting`), never when the definitions load.
+    resources={
+        "dlt": DagsterDltResource(),
+        "warehouse": WarehouseResource(),
+        "alert_webhook": AlertWebhook(),
+    },
     # Every step of a run in the run's own process: a step process costs more than it saves. Measured
     # again for issue 12 (README, "Performance"): the multiprocess executor, its forkserver preloading
     # the definitions and what a step imports, one step of an API at a time, the DuckDB lock held only
     # where the file is opened. Each step process still took 3-6 s to start (the instance, the job) on
-    # the loaded 2 cores, the forkserver imported the code location again (35-43 s there), and the two
+    # the loaded 2 cores, the forkserver imported the code location again (32-43 s there), and the two
     # API loads mostly took turns on the one DuckDB writer: the first sync of 20,000 people at +50 ms
     # ran 67.5 s from first request to last response against 52.0 s in process, in the same session.
     # In process, the steps on the way to a child's load run first (`tags.CHILD_PATH`): no check runs

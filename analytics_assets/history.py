@@ -1,9 +1,10 @@
 """History mode: tables that keep every version of a record (dlt's `scd2` merge), opt-in per table.
 
 `ANALYTICS_HISTORY` lists the tables, as `<dataset>.<table>` (`audience.peoples,feedback.responses`).
-It is read when called (at run time, and when the definitions load for the asset descriptions), never
-at import: it is not a dlt source setting, and the design wants such settings to become Dagster
-resources; until then this module is the one place that reads it.
+It is read when called: when the definitions load and when a run starts, never at import; this module
+is the one place that reads it. Unlike the `warehouse` resource's settings it is not a Dagster resource:
+it shapes the definitions themselves (a history table's `one_active_version` check, its description),
+and Dagster builds those before any resource is resolved.
 
 How a history table stays equal to the API (see the README's "History mode"):
 
@@ -28,14 +29,14 @@ from datetime import datetime
 from typing import Any
 
 import dlt
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
+
+from analytics_assets.naming import extract_naming, key_fields, pipeline_naming
 
 HISTORY_SETTING = "ANALYTICS_HISTORY"
 VALID_FROM, VALID_TO = "_dlt_valid_from", "_dlt_valid_to"
 CURRENT_SUFFIX = "_current"
-_NAMING = NamingConvention()
 
 
 class HistorySettingError(ValueError):
@@ -49,9 +50,8 @@ class HistorySwitchError(RuntimeError):
 def known_tables() -> list[str]:
     """Every table the code location loads, as `<dataset>.<table>`."""
     from analytics_assets.apis import APIS  # the sources import this module's users: import late
-    from analytics_assets.catalog import endpoints
 
-    return sorted(f"{api.name}.{name}" for api in APIS for name in endpoints(api.spec_config()))
+    return sorted(f"{api.name}.{name}" for api in APIS for name in api.catalog)
 
 
 def history_tables() -> frozenset[str]:
@@ -123,8 +123,7 @@ def first_of_each_key(key_columns: Sequence[str]) -> Callable[[Any], bool]:
         if not isinstance(record, dict):
             return True
         if not fields:
-            by_column = {_NAMING.normalize_identifier(name): name for name in record}
-            fields.extend(by_column.get(column, column) for column in key_columns)
+            fields.extend(key_fields(record, key_columns, extract_naming()))
         key = hash(tuple(str(record.get(f)) for f in fields))
         with lock:  # parallelized resources: records may come from several threads
             if key in seen:
@@ -150,9 +149,11 @@ def apply_history(
         synced_at: The sync's time (see `scd2_disposition`).
     """
     tables = history_tables()
+    naming = source.schema.naming  # what the key columns are called in the warehouse
     for name, resource in source.resources.items():
         if f"{dataset}.{name}" in tables:
-            resource.apply_hints(write_disposition=scd2_disposition(primary_keys[name], synced_at))  # type: ignore[arg-type]
+            columns = [naming.normalize_identifier(c) for c in primary_keys[name]]
+            resource.apply_hints(write_disposition=scd2_disposition(columns, synced_at))  # type: ignore[arg-type]
             resource.add_filter(first_of_each_key(primary_keys[name]))
     return source
 
@@ -162,7 +163,8 @@ def stored_history(pipeline: dlt.Pipeline, table: str) -> bool:
     validity columns)."""
     if pipeline.default_schema_name is None:  # nothing loaded yet
         return False
-    columns = (pipeline.default_schema.tables.get(table) or {}).get("columns") or {}
+    schema = pipeline.default_schema
+    columns = (schema.tables.get(schema.naming.normalize_table_identifier(table)) or {}).get("columns") or {}
     return any(c.get("x-valid-to") for c in columns.values())
 
 
@@ -178,8 +180,9 @@ def check_switch(pipeline: dlt.Pipeline, dataset: str, table: str, refresh: bool
         HistorySwitchError: The table keeps history, `ANALYTICS_HISTORY` no longer lists it, no refresh.
     """
     if refresh:
+        view = pipeline_naming(pipeline).normalize_table_identifier(current_view(table))
         with pipeline.sql_client() as client:
-            client.execute_sql(f"drop view if exists {client.make_qualified_table_name(current_view(table))}")
+            client.execute_sql(f"drop view if exists {client.make_qualified_table_name(view)}")
         return
     if stored_history(pipeline, table) and not keeps_history(dataset, table):
         raise HistorySwitchError(
@@ -194,24 +197,27 @@ def refresh_current_view(pipeline: dlt.Pipeline, table: str) -> None:
 
     Recreated on every load: a view binds the table's columns when created, and a load may add some.
     """
+    naming = pipeline_naming(pipeline)
     with pipeline.sql_client() as client:
-        view = client.make_qualified_table_name(current_view(table))
+        view = client.make_qualified_table_name(naming.normalize_table_identifier(current_view(table)))
         with client.begin_transaction():
             client.execute_sql(f"drop view if exists {view}")
             client.execute_sql(
-                f"create view {view} as select * from {client.make_qualified_table_name(table)}"
-                f" where {client.escape_column_name(VALID_TO)} is null"
+                f"create view {view} as select * from"
+                f" {client.make_qualified_table_name(naming.normalize_table_identifier(table))}"
+                f" where {client.escape_column_name(naming.normalize_identifier(VALID_TO))} is null"
             )
 
 
 def version_counts(pipeline: dlt.Pipeline, table: str) -> tuple[int, int]:
     """(active rows, versions) of a history table; (0, 0) before its first load."""
+    naming = pipeline_naming(pipeline)
     with pipeline.sql_client() as client:
-        valid_to = client.escape_column_name(VALID_TO)
+        valid_to = client.escape_column_name(naming.normalize_identifier(VALID_TO))
         try:
             rows = client.execute_sql(
                 f"select count(*) filter (where {valid_to} is null), count(*)"
-                f" from {client.make_qualified_table_name(table)}"
+                f" from {client.make_qualified_table_name(naming.normalize_table_identifier(table))}"
             )
         except DatabaseUndefinedRelation:
             return 0, 0

@@ -18,7 +18,7 @@ moment its holder's process is gone:
 
 A waiting op polls once a second and logs, in the run's log (the UI shows it), which run holds the
 lock and that it waits; the holder's run id is the lock file's content or the holder session's
-`application_name`. Lock order is always `api_lock`, then `warehouse.warehouse_lock`, and no op holds
+`application_name`. Lock order is always `api_lock`, then the warehouse resource's `lock`, and no op holds
 two API locks, so the locks cannot deadlock.
 """
 

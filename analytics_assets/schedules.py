@@ -1,7 +1,12 @@
 """The nightly sync, the weekly reconciliation and the full-refresh jobs.
 
-`ANALYTICS_SCHEDULE_TIMEZONE` (an IANA name, default UTC) is read when the definitions load: Dagster
-needs the time zone on the schedule definition itself.
+`ANALYTICS_SCHEDULE_TIMEZONE` (an IANA name, default UTC) is read when the definitions load (by
+`build_schedules`, never at import), and is not a Dagster resource: Dagster evaluates a schedule's cron
+in the `execution_timezone` of its definition, which it needs before any resource exists. Kept there,
+the UI shows "02:00 Europe/Paris" and the real next ticks, and Dagster's own cron handling keeps a
+DST night to one run. The alternative, a cron every 15 minutes in UTC whose evaluation asks a resource
+for the zone and skips all but the local 02:00 slot, would show 96 skipped ticks a day and a wrong
+"next tick" in the UI, and would move the schedules' cron and zone that the tests pin.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Reading the sources' settings the dlt way (environment, then .dlt/*.toml), outside a dlt source."""
+"""Reading settings: the sources' the dlt way (environment, then .dlt/*.toml) outside a dlt source,
+and the Dagster resources' (`warehouse`, `alert_webhook`) when a run or tick uses them."""
 
 from __future__ import annotations
+
+import os
 
 import dlt
 
@@ -22,3 +25,15 @@ def source_setting(api: str, name: str) -> str | None:
         else dlt.config.get(f"sources.{api}.{name}")
     )
     return None if value is None else str(value)
+
+
+def resource_setting(configured: str | None, variable: str, default: str) -> str:
+    """A Dagster resource's setting: its configured value, else the environment variable, else `default`.
+
+    Read when a run or tick uses it, never when the definitions load. Dagster's `EnvVar` cannot say this:
+    a field configured with `EnvVar(...)` fails every run while its variable is unset, even when the
+    field is optional (dagster-io/dagster#16232), and these settings have always had defaults.
+    """
+    if configured is not None and configured.strip():
+        return configured.strip()
+    return os.environ.get(variable, "").strip() or default

@@ -17,15 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dlt
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.catalog import endpoints
 from analytics_assets.history import VALID_TO, stored_history
+from analytics_assets.naming import extract_naming, key_fields, nested_tables, pipeline_naming
 
-_NAMING = NamingConvention()
 _DELETE_BATCH = 1_000
 
 
@@ -71,8 +70,12 @@ def _stored_kinds(resource: str, key_columns: Sequence[str]) -> list[str | None]
         schema = dlt.current.source_schema()
     except CurrentSourceSchemaNotAvailable:  # outside an extraction: within the run only
         return [None] * len(key_columns)
-    columns = (schema.tables.get(resource) or {}).get("columns") or {}
-    return [_COLUMN_KINDS.get(str((columns.get(c) or {}).get("data_type"))) for c in key_columns]
+    naming = schema.naming
+    columns = (schema.tables.get(naming.normalize_table_identifier(resource)) or {}).get("columns") or {}
+    return [
+        _COLUMN_KINDS.get(str((columns.get(naming.normalize_identifier(c)) or {}).get("data_type")))
+        for c in key_columns
+    ]
 
 
 def _key_hash(values: Iterable[Any]) -> int:
@@ -162,8 +165,8 @@ class ServedKeys:
 
         Args:
             resource: The resource name.
-            key_columns: The primary key as warehouse columns (snake_case); records carry the API's
-                field names (camelCase), matched through dlt's naming convention.
+            key_columns: The primary key as warehouse columns; records carry the API's field names
+                (camelCase), matched through the naming convention of the schema dlt extracts with.
         """
         keys = self._keys(resource)
         fields: list[str] = []
@@ -171,8 +174,7 @@ class ServedKeys:
 
         def observe(record: dict[str, Any]) -> dict[str, Any]:
             if not fields:
-                by_column = {_NAMING.normalize_identifier(name): name for name in record}
-                fields.extend(by_column.get(column, column) for column in key_columns)
+                fields.extend(key_fields(record, key_columns, extract_naming()))
             values = [record.get(field) for field in fields]
             if any(value is None or value == "" for value in values):
                 raise MissingKeyError(
@@ -310,12 +312,18 @@ def sweep(
         # Part of a list is no list: a key missing from it proves nothing, and a repair reread would
         # meet the same wall, so nothing is deleted and nothing counted missing.
         return SweepResult(served=len(hashes), deleted=0, missing=0, end_unseen=unseen)
-    history = stored_history(pipeline, table)
+    naming = pipeline_naming(pipeline)  # the names dlt gave the table and its columns
+    table_name = naming.normalize_table_identifier(table)
+    history = stored_history(pipeline, table_name)
     with pipeline.sql_client() as client:
-        qualified = client.make_qualified_table_name(table)
-        columns = [client.escape_column_name(c) for c in key_columns]
+
+        def column(name: str) -> str:
+            return client.escape_column_name(naming.normalize_identifier(name))
+
+        qualified = client.make_qualified_table_name(table_name)
+        columns = [column(c) for c in key_columns]
         # A history table's closed versions are the past: only the active ones are compared.
-        active = f" where {client.escape_column_name(VALID_TO)} is null" if history else ""
+        active = f" where {column(VALID_TO)} is null" if history else ""
         stale: list[tuple[Any, ...]] = []
         present = 0
         try:
@@ -332,11 +340,7 @@ def sweep(
             return SweepResult(served=0, deleted=0, missing=0, skipped=bool(stale))
         if stale:
             match = " and ".join(f"{c} = %s" for c in columns)
-            nested = [
-                client.make_qualified_table_name(name)
-                for name in pipeline.default_schema.tables
-                if name.startswith(f"{table}__")
-            ]
+            nested = [client.make_qualified_table_name(name) for name in nested_tables(pipeline, table_name)]
             closing = [closed_at or datetime.now(UTC)] if history else []
             with client.begin_transaction():
                 for start in range(0, len(stale), _DELETE_BATCH):
@@ -345,8 +349,7 @@ def sweep(
                     values = [v for row in batch for v in row]
                     if history:
                         client.execute_sql(
-                            f"update {qualified} set {client.escape_column_name(VALID_TO)} = %s"
-                            f"{active} and ({where})",
+                            f"update {qualified} set {column(VALID_TO)} = %s{active} and ({where})",
                             *closing,
                             *values,
                         )
@@ -354,7 +357,8 @@ def sweep(
                         client.execute_sql(f"delete from {qualified} where {where}", *values)
                 for child in [] if history else nested:
                     client.execute_sql(
-                        f"delete from {child} where _dlt_root_id not in (select _dlt_id from {qualified})"
+                        f"delete from {child} where {column('_dlt_root_id')} not in"
+                        f" (select {column('_dlt_id')} from {qualified})"
                     )
     if history:
         return SweepResult(served=len(hashes), deleted=0, missing=len(hashes) - present, closed=len(stale))

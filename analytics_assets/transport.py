@@ -13,7 +13,8 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,33 +53,52 @@ class RetryPolicy:
 
 
 class Pacer:
-    """At most `limit` requests in any rolling `window` seconds, shared by every thread of a source.
+    """At most `limit` requests in any rolling `window` seconds at the API, shared by every thread of a source.
 
     Matches the API's own rolling window, so bursts up to the limit go out at once and a long sync
     slows down to the limit instead of meeting a 429 (the feedback API sends no `Retry-After`).
+    The API counts a request when it arrives, which is some time between our send and its answer (and
+    a busy machine or network stretches that time): so a request holds its place in the window from
+    before it is sent until `window` seconds after its answer came. Counting sends instead let a late
+    request land in the next window at the API, beside that window's own (seen as 429s on a loaded machine).
     """
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
-        # The API counts arrivals, this counts departures: a little slack keeps a request that left just
-        # after the window moved from arriving just before it did.
+        # A little slack for clocks: the API's window may be measured a bit longer than it says.
         self.window = window * 1.02 + 0.05
-        self._sent: deque[float] = deque()
+        self._answered: deque[float] = deque()
+        """When the requests of the last `window` seconds were answered, oldest first."""
+        self._in_flight = 0
         self._lock = threading.Lock()
         self.waited = 0.0
 
-    def wait(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            while self._sent and now - self._sent[0] >= self.window:
-                self._sent.popleft()
-            if len(self._sent) >= self.limit:
-                pause = self.window - (now - self._sent[0])
-                time.sleep(pause)
-                self.waited += pause
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a place in the window for one request: wait for one, send inside, and the place stays
+        taken until `window` seconds after the answer (or the error)."""
+        while True:
+            with self._lock:
                 now = time.monotonic()
-                self._sent.popleft()
-            self._sent.append(now)
+                while self._answered and now - self._answered[0] >= self.window:
+                    self._answered.popleft()
+                if len(self._answered) + self._in_flight < self.limit:
+                    self._in_flight += 1
+                    break
+                # Every place taken: wait for the oldest answer to age out, or (all still in flight) a bit.
+                pause = self.window - (now - self._answered[0]) if self._answered else _IN_FLIGHT_POLL
+            time.sleep(pause)
+            self.waited += pause
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._answered.append(time.monotonic())
+
+
+_IN_FLIGHT_POLL = 0.05
+"""Seconds between looks at the window while every place is held by a request still in flight."""
 
 
 @dataclass
@@ -148,14 +168,13 @@ class _ObservedAdapter(HTTPAdapter):
             kwargs["timeout"] = self.timeout
         parts = urlsplit(request.url or "")
         url = parts.path + (f"?{parts.query}" if parts.query else "")
-        if self.pacer:
-            self.pacer.wait()
-        self.stats.before(url)
-        try:
-            response = super().send(request, *args, **kwargs)
-        except Exception as error:
-            self.stats.after(url, type(error).__name__)
-            raise
+        with self.pacer.slot() if self.pacer else nullcontext():
+            self.stats.before(url)
+            try:
+                response = super().send(request, *args, **kwargs)
+            except Exception as error:
+                self.stats.after(url, type(error).__name__)
+                raise
         retried = response.status_code in RETRY_STATUS_CODES
         self.stats.after(url, f"HTTP {response.status_code}" if retried else None)
         return response

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from unittest.mock import patch
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from analytics_assets_tests.test_e2e import REPO, instance_settings
 
@@ -29,18 +29,59 @@ def dagster_home(kind: str, tmp_path: Path, stack: ExitStack) -> dict[str, str]:
     return env
 
 
+def materialize_command(select: str) -> list[str]:
+    """`dagster asset materialize --select <select>` of the code location, as a command line."""
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "--select",
+        select,
+        "-m",
+        "analytics_assets.definitions",
+    ]
+
+
 def start_materialize(select: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`dagster asset materialize --select <select>` in a process group of its own, output into `log`.
 
     The rest of the environment (sources, warehouse) is the test's: `os.environ`, as fixtures set it.
     """
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "--select", select]
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [*command, "-m", "analytics_assets.definitions"],
+            materialize_command(select),
             cwd=REPO,
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group, so a test can kill it with all its step processes
         )
+
+
+def run_materialize(
+    select: str, env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """`dagster asset materialize --select <select>` to its end; its exit status and output.
+
+    The rest of the environment (sources, warehouse) is the test's: `os.environ`, as fixtures set it.
+    """
+    return subprocess.run(
+        materialize_command(select),
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_run_events(home: Path, kind: DagsterEventType) -> set[str]:
+    """The asset keys of the events of one kind of the newest run on the instance in `home`, as
+    `api/resource`."""
+    with DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_run_records(limit=1)[0].dagster_run
+        records = instance.get_records_for_run(run.run_id, of_type=kind, limit=10_000).records
+    keys = {r.event_log_entry.dagster_event.asset_key for r in records if r.event_log_entry.dagster_event}
+    return {k.to_user_string() for k in keys if isinstance(k, AssetKey)}

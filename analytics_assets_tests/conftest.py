@@ -156,6 +156,16 @@ def make_warehouse(destination: str, tmp_path: Path) -> Iterator[Warehouse]:
         raise ValueError(f"no test warehouse for {destination!r}")
 
 
+LONGEST_FIRST = ("test_e2e.py", "test_demo.py", "test_bench.py", "test_locks.py")
+"""Modules of the longest tests (`dagster dev`, the benchmark, two CLI runs taking turns), run first."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first: on `make test`'s xdist workers, one of them started last would keep the
+    run going while the other worker has nothing left to do."""
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: otherwise as collected
+
+
 @pytest.fixture
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A sandbox with small data; a test may pass its own SandboxConfig with `indirect` parametrization."""

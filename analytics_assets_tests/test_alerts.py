@@ -23,13 +23,19 @@ from dagster import (
 )
 
 from analytics_assets import alerts
-from analytics_assets.alerts import Alert, send_alert
+from analytics_assets.alerts import Alert, AlertWebhook
 from analytics_assets.definitions import defs
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
 
 BASE_URL = "https://dagster.example.test"
-ALERT_SENSORS = ("check_failure_alerts", "run_failure_alerts", "stale_asset_alerts")
+ALERT_SENSORS = (
+    "check_failure_alerts",
+    "check_failure_alerts_in_failed_runs",
+    "run_failure_alerts",
+    "stale_asset_alerts",
+    "stale_asset_alerts_in_failed_runs",
+)
 
 
 class Receiver:
@@ -81,7 +87,8 @@ def instance() -> Iterator[DagsterInstance]:
 
 
 class Sensors(logging.Handler):
-    """Ticks the code location's alert sensors the way the daemon does: each keeps its own cursor.
+    """Ticks the code location's alert sensors the way the daemon does (`evaluate_tick`): each keeps its
+    own cursor.
     Also collects what the sensors log in their ticks (`logs`)."""
 
     def __init__(self, instance: DagsterInstance, receiver: Receiver) -> None:
@@ -97,10 +104,11 @@ class Sensors(logging.Handler):
     def tick(self, name: str) -> list[dict[str, Any]]:
         """One tick of one sensor; returns the payloads POSTed during it."""
         before = len(self.receiver.bodies)
-        context = build_sensor_context(instance=self.instance, cursor=self.cursors[name], definitions=defs)
+        context = build_sensor_context(
+            instance=self.instance, cursor=self.cursors[name], definitions=defs, resources=defs.resources
+        )
         context.log.addHandler(self)
-        self.sensors[name](context)
-        self.cursors[name] = context.cursor
+        self.cursors[name] = self.sensors[name].evaluate_tick(context).cursor
         return [json.loads(body) for body in self.receiver.bodies[before:]]
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -211,6 +219,31 @@ def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
 
 
 @pytest.mark.slow
+def test_a_check_failing_in_a_failed_run_is_alerted_once(
+    configured: Sandbox, receiver: Receiver, instance: DagsterInstance
+) -> None:
+    """A blocking check failing at ERROR fails its run: the check alert still goes out, once."""
+    sensors = Sensors(instance, receiver)
+    assert run(instance, "audience/segments").success
+    configured.data.truncate("segments", 1)  # two of three segments vanish: row_count_drop, blocking
+    failed = run(instance, "audience/segments", "audience/segment_people")
+    assert not failed.success
+
+    assert sensors.tick("check_failure_alerts") == []  # watches successful runs
+    [alert] = sensors.tick("check_failure_alerts_in_failed_runs")
+    assert (alert["kind"], alert["severity"], alert["asset"], alert["check"], alert["run_id"]) == (
+        "check_failed",
+        "ERROR",
+        "audience/segments",
+        "row_count_drop",
+        failed.run_id,
+    )
+    assert sensors.tick("check_failure_alerts_in_failed_runs") == []
+    [run_alert] = sensors.tick("run_failure_alerts")
+    assert run_alert["details"]["not_updated"] == ["audience/segment_people"]
+
+
+@pytest.mark.slow
 def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
     sensors = Sensors(instance, receiver)
     checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue
@@ -287,7 +320,7 @@ def test_without_a_webhook_alerts_are_logged_as_warnings(
     monkeypatch.setenv("SOURCES__FEEDBACK__API_KEY", "fb-live-0123456789")
     alert = Alert(kind="check_failed", severity="ERROR", summary="key fb-live-0123456789 in a message")
     with caplog.at_level(logging.WARNING):
-        assert send_alert(alert, logging.getLogger("test")) is False
+        assert AlertWebhook().send(alert, logging.getLogger("test")) is False
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "ANALYTICS_ALERT_WEBHOOK_URL is not set" in record.message

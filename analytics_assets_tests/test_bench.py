@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from analytics_assets_tests.conftest import POSTGRES_URL_ENV, postgres_server_url
+
 pytestmark = pytest.mark.slow  # runs the benchmark in a subprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,3 +98,25 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
     }
     assert all(t["value"] is not None and t["met"] in (True, False) for t in figures["targets"])
     assert "| measure" in done.stdout and str(result) in done.stdout
+
+
+def test_the_postgres_file_format_benchmark_runs_at_tiny_scale() -> None:
+    """`make bench-postgres` at tiny scale: both formats load the same rows, and the only difference
+    it finds is the one it documents (`csv` loads an empty string as NULL)."""
+    server = postgres_server_url()  # skips without PostgreSQL
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
+    env[POSTGRES_URL_ENV] = server
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.postgres_file_format", "--people", "300", "--responses", "150"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in done.stdout.splitlines()}
+    rows = {fmt: lines[fmt].rsplit(";", 1)[1].strip() for fmt in ("insert_values", "csv")}
+    assert rows["insert_values"] == rows["csv"] != "0 rows", rows
+    verdict = lines["csv vs insert_values"].strip()
+    assert verdict == "identical" or verdict.startswith("identical but for"), verdict

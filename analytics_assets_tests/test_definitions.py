@@ -77,3 +77,52 @@ def test_the_code_location_loads_as_the_webserver_loads_it() -> None:
     assert {"check_connection", "nightly_sync", "weekly_reconciliation"} <= {
         job.name for job in defs.get_repository_def().get_all_jobs()
     }
+
+
+def test_the_settings_are_resources_on_the_resources_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI's Resources page lists `warehouse` and `alert_webhook` with a description, and each setting
+    with the environment variable it is read from; none is configured when the definitions load (they
+    are read when used), so the webhook, a secret, is in no resource's config the UI displays."""
+    monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", "https://hooks.example.test/T000/B000/secret")
+    resources = defs.get_repository_def().get_top_level_resources()
+    expected = {
+        "warehouse": {
+            "destination": "ANALYTICS_DESTINATION",
+            "duckdb_path": "ANALYTICS_DUCKDB_PATH",
+            "max_row_drop": "ANALYTICS_MAX_ROW_DROP",
+        },
+        "alert_webhook": {
+            "url": "ANALYTICS_ALERT_WEBHOOK_URL",
+            "dagster_base_url": "ANALYTICS_DAGSTER_BASE_URL",
+        },
+    }
+    for name, fields in expected.items():
+        resource = resources[name]
+        assert resource.description, name
+        config_fields = resource.config_schema.as_field().config_type.fields  # type: ignore[attr-defined]
+        assert set(config_fields) == set(fields), name
+        for field, variable in fields.items():
+            assert variable in (config_fields[field].description or ""), (name, field)
+            assert config_fields[field].default_value is None, (name, field)  # read when used
+    assert "hooks.example.test" not in repr(defs.resources)
+
+
+@pytest.mark.parametrize("api", ["audience", "feedback"])
+def test_each_api_readme_lists_its_assets_endpoints_keys_checks_and_settings(api: str) -> None:
+    """`<api>/README.md` is the page an engineer opens first: it must not fall behind the code."""
+    from analytics_assets.apis import APIS
+
+    readme = (REPO / "analytics_assets" / api / "README.md").read_text()
+    catalog = next(a for a in APIS if a.name == api).catalog
+    graph = defs.resolve_asset_graph()
+    for resource, endpoint in catalog.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{api}/{resource}` |")), None)
+        assert row is not None, f"{api}/README.md has no row for {api}/{resource}"
+        path = endpoint.path.replace("{resources.segments.id}", "{id}")
+        assert f"`GET {path}`" in row and f"`{api}.{resource}`" in row
+        assert ", ".join(f"`{k}`" for k in endpoint.primary_key) in row
+        checks = {k.name for k in graph.asset_check_keys if k.asset_key == AssetKey([api, resource])}
+        for check in checks:
+            assert f"`{check}`" in row or f"`{check}`" in readme, f"{check} of {api}/{resource}"
+    for setting in ("BASE_URL", "API_KEY", "PAGE_CONCURRENCY", "REQUEST_TIMEOUT", "ALLOW_INSECURE_HTTP"):
+        assert f"`SOURCES__{api.upper()}__{setting}`" in readme

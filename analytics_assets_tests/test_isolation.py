@@ -1,22 +1,28 @@
 """One endpoint's failure is its own: through the real `dagster` CLI and one DAGSTER_HOME, as production runs.
 
-Each test changes the data at the source, breaks one endpoint, runs every asset, and asserts that every
-other table equals the API, the broken one is unchanged, the run failed naming it, and the next clean
-run is exact.
+Each test starts from a first sync of every asset (one CLI run, shared: each test gets a copy of its
+instance folder, warehouse and dlt folder), changes the data at the source, breaks one endpoint, runs
+its API's assets, and asserts that every other table equals the API, the broken one is unchanged, the
+run failed naming it, and the next clean run is exact.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
-import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterEventType, DagsterInstance
 
-from analytics_assets_tests.conftest import Warehouse
+from analytics_assets_tests.cli import dagster_home, last_run_events, materialize_command, run_materialize
+from analytics_assets_tests.conftest import SMALL, Warehouse, make_warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_e2e import REPO
 from analytics_assets_tests.test_sync import (
     KEYS,
     assert_warehouse_equals_api,
@@ -24,7 +30,6 @@ from analytics_assets_tests.test_sync import (
 )
 from analytics_sandbox import Sandbox
 
-REPO = Path(__file__).resolve().parents[1]
 # Whole Dagster runs, several through the dagster CLI per test, on a shared machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ALL_TABLES = {
@@ -38,42 +43,85 @@ ALL_TABLES = {
         "webhooks",
     ),
 }
+FAST_BACKOFF = {f"SOURCES__{api}__RETRY_BACKOFF_FACTOR": "0.05" for api in ("AUDIENCE", "FEEDBACK")}
 
 
+@dataclass
 class Cli:
-    """`dagster asset materialize` of every asset, always against the same instance (DAGSTER_HOME)."""
+    """`dagster asset materialize`, always against the same instance (DAGSTER_HOME)."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        home.mkdir()
-        (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    home: Path
 
     def materialize(self, select: str = "*") -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "dagster", "asset", "materialize", "--select", select]
-        env = {**os.environ, "DAGSTER_HOME": str(self.home)}
-        return subprocess.run(
-            [*command, "-m", "analytics_assets.definitions"],
+        return run_materialize(select, {"DAGSTER_HOME": str(self.home)})
+
+    def last_run_events(self, kind: DagsterEventType) -> set[str]:
+        """The asset keys of the newest run's events of one kind, as `api/resource`."""
+        return last_run_events(self.home, kind)
+
+
+@pytest.fixture(scope="module")
+def first_sync(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A first sync of every asset through the CLI, as files for each test to start from: the instance
+    folder (`home_embedded`, the run in its history), the DuckDB file (`warehouse`) and dlt's folder (`dlt`).
+
+    The sandbox generates its data from its seed, so each test's own sandbox (SMALL) serves what this
+    one served: the copy is the state that test's own first run would have left. Under pytest-xdist
+    (`make test`) the workers share one: the first to need it makes it while the others wait.
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this session's folder, above each worker's own
+    root = base / "isolation_first_sync"
+    with open(base / "isolation_first_sync.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its holder dies
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed making it left part of one
+            root.mkdir()
+            make_first_sync(root)
+            (root / "done").touch()
+    return root
+
+
+def make_first_sync(root: Path) -> None:
+    """The first sync of `first_sync` into `root`."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SOURCES__", "ANALYTICS_", "DESTINATION__", "DAGSTER_", "DLT_"))
+    }
+    with Sandbox(SMALL, port=0) as sandbox, ExitStack() as stack:
+        home = dagster_home("embedded", root, stack)
+        warehouse = stack.enter_context(make_warehouse("duckdb", root))
+        done = subprocess.run(
+            materialize_command("*"),
             cwd=REPO,
-            env=env,
+            env={**inherited, **sandbox.env(), **warehouse.env, **home, **FAST_BACKOFF},
             capture_output=True,
             text=True,
             timeout=600,
         )
-
-    def last_run_events(self, kind: DagsterEventType) -> set[str]:
-        """The asset keys of the newest run's events of one kind, as `api/resource`."""
-        with DagsterInstance.from_config(str(self.home)) as instance:
-            run = instance.get_run_records(limit=1)[0].dagster_run
-            records = instance.get_records_for_run(run.run_id, of_type=kind, limit=10_000).records
-        keys = {r.event_log_entry.dagster_event.asset_key for r in records if r.event_log_entry.dagster_event}
-        return {k.to_user_string() for k in keys if isinstance(k, AssetKey)}
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 @pytest.fixture
-def cli(configured: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for api in ("AUDIENCE", "FEEDBACK"):
-        monkeypatch.setenv(f"SOURCES__{api}__RETRY_BACKOFF_FACTOR", "0.05")
-    return Cli(tmp_path / "dagster_home")
+def cli(
+    configured: Sandbox,
+    warehouse: Warehouse,
+    first_sync: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
+    """The CLI on this test's copy of the first sync: its instance, its warehouse and dlt's folder."""
+    for name, value in FAST_BACKOFF.items():
+        monkeypatch.setenv(name, value)
+    assert warehouse.path is not None
+    shutil.copytree(first_sync / "warehouse", warehouse.path.parent)
+    shutil.copytree(first_sync / "dlt", warehouse.env["DLT_DATA_DIR"])
+    home = tmp_path / "dagster_home"
+    shutil.copytree(first_sync / "home_embedded", home)
+    assert_warehouse_equals_api(warehouse, configured)  # this test's sandbox serves what was synced
+    return Cli(home)
 
 
 def change_everything(sandbox: Sandbox) -> None:
@@ -97,13 +145,12 @@ def table_rows(warehouse: Warehouse, table: str) -> list[str]:
 def run_with_a_broken_endpoint(
     cli: Cli, sandbox: Sandbox, warehouse: Warehouse, broken: str, path: str, **fault: object
 ) -> str:
-    """First sync, changes, a run with `broken` failing, then asserts; returns the failed run's output.
+    """After the first sync: changes, a run with `broken` failing, then asserts; returns the failed run's
+    output.
 
-    Each run loads the broken endpoint's API (its group): the other API is loaded by other ops anyway.
+    The failing run loads the broken endpoint's API (its group): the other API is loaded by other ops anyway.
     """
     api, resource = broken.split(".")
-    first = cli.materialize(f"group:{api}")
-    assert first.returncode == 0, first.stderr[-3000:]
     before = table_rows(warehouse, broken)
     change_everything(sandbox)
     sandbox.clear_requests()
@@ -211,7 +258,7 @@ def test_a_current_generation_server_loads_every_asset_from_the_successor_paths(
 def test_a_current_generation_server_without_a_licence_loads_the_rest_and_pages_nobody(
     configured: Sandbox, warehouse: Warehouse, cli: Cli
 ) -> None:
-    assert cli.materialize().returncode == 0  # the seed's generation first: the tables have rows
+    # The first sync read the seed's generation: the tables have rows.
     before = {t: table_rows(warehouse, f"feedback.{t}") for t in ("identified_peoples", "attribute_classes")}
     configured.set_feedback_generation("current", licensed=False)
     change_everything(configured)
@@ -238,8 +285,6 @@ def test_a_failed_blocking_check_on_segments_still_keeps_its_members_from_loadin
     configured: Sandbox, warehouse: Warehouse, cli: Cli
 ) -> None:
     """Through the CLI, whose executor runs a step once its inputs exist even after a failed step."""
-    first = cli.materialize()
-    assert first.returncode == 0, first.stderr[-4000:]
     members = warehouse.query("select count(*) from audience.segment_people")
     configured.data.truncate("segments", 1)  # most segments vanish: row_count_drop fails at ERROR, blocking
     configured.clear_requests()

@@ -1,6 +1,7 @@
 """Loading the sandbox into a real warehouse through the Dagster assets: DuckDB, and PostgreSQL when configured."""
 
 import pytest
+from dagster import TableSchema
 
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
@@ -70,7 +71,8 @@ def test_full_materialization_loads_exactly_the_sandbox_data(
 
 @on_every_warehouse
 def test_columns_follow_the_seed_schemas(configured: Sandbox, warehouse: Warehouse) -> None:
-    assert materialize("audience/peoples", "audience/accounts").success
+    result = materialize("audience/peoples", "audience/accounts")
+    assert result.success
 
     def columns(table: str) -> dict[str, str]:
         rows = warehouse.query(
@@ -86,6 +88,21 @@ def test_columns_follow_the_seed_schemas(configured: Sandbox, warehouse: Warehou
     assert accounts["account_id"] in {"BIGINT", "INTEGER", "DOUBLE", "DOUBLE PRECISION", "DECIMAL", "NUMERIC"}
     # Credentials in the account payload never reach the warehouse.
     assert not {"api_key", "write_key"} & set(accounts)
+
+    # The UI's column schema describes the seed's documented fields.
+    described = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        schema = materialization.metadata["dagster/column_schema"].value
+        assert isinstance(schema, TableSchema)
+        for column in schema.columns:
+            described[f"{materialization.asset_key.path[-1]}.{column.name}"] = column.description
+    for column in ("id", "email", "first_name", "last_name", "created_at", "updated_at"):
+        assert described[f"peoples.{column}"], column
+    for column in ("account_id", "name", "created_at"):
+        assert described[f"accounts.{column}"], column
+    assert described["peoples.first_name"] == "The person's first name."
+    assert described["peoples._dlt_id"] is None  # dlt's own columns stay as dlt describes them
 
 
 @on_every_warehouse

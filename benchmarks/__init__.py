@@ -1,4 +1,5 @@
 """Benchmarks of the loader against the sandbox: `make bench` (`python -m benchmarks`), see `bench.py`.
 
-`postgres_file_format.py` is a one-off measurement script of its own (run it directly).
+`postgres_file_format.py` measures PostgreSQL's loader file formats: `make bench-postgres` (`python -m
+benchmarks.postgres_file_format`), see benchmarks/README.md.
 """

@@ -25,10 +25,18 @@ from analytics_assets.transport import RequestStats, RetryPolicy, Transport
 
 API_KEY_HEADER = "api_key"
 """The seed sends the key in a header named `api_key`; configurable because tenants differ."""
+REAL_KEY_HEADER = "X-Encharge-Token"
+"""The header the real audience API reads its key from (its public description and its low-code
+connector); the sandbox keeps the seed's."""
 PAGE_CONCURRENCY = 8
 """Pages of one list in flight at once. The API has no rate limit, so the chain of `/people/all` is
 what bounds a sync: 8 pages at once divide its round trips by ~8 and cost at most 7 requests past the
 end of a list (measured in benchmarks/README.md)."""
+ARROW_RESOURCES = ("peoples",)
+"""The large flat list: its pages go to dlt as Arrow tables where that changes nothing in the
+warehouse (`arrow_pages.py`), which saves most of dlt's row-by-row normalizing. Not `segment_people`:
+a child's pages come one segment at a time (a few pages each), too few to join into tables large
+enough to pay for dlt's cost per Arrow item (measured: a table per page extracts slower than rows)."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +146,7 @@ def audience(
     request_timeout: float = 60.0,
     page_concurrency: int = PAGE_CONCURRENCY,
     allow_insecure_http: bool = False,
+    arrow_pages: bool = True,
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
 ) -> list[DltResource]:
@@ -153,6 +162,8 @@ def audience(
         page_concurrency: Pages of one list requested at once (`SOURCES__AUDIENCE__PAGE_CONCURRENCY`; 1 reads
             them one after another; see `PAGE_CONCURRENCY`).
         allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
+        arrow_pages: Hand the pages of `ARROW_RESOURCES` to dlt as Arrow tables where possible
+            (`SOURCES__AUDIENCE__ARROW_PAGES=false`: every page as rows; the warehouse is the same).
         served_keys: Records the keys served, for sweeping deletions after the load.
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
     """
@@ -164,4 +175,11 @@ def audience(
         page_concurrency,
     )
     config = audience_config(base_url, api_key, api_key_header, full_scan)
-    return assemble("audience", config, transport, served_keys, allow_insecure_http)
+    return assemble(
+        "audience",
+        config,
+        transport,
+        served_keys,
+        allow_insecure_http,
+        arrow_resources=ARROW_RESOURCES if arrow_pages else (),
+    )

@@ -28,7 +28,7 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from analytics_assets.history import current_view
 from analytics_assets.locks import api_lock
-from analytics_assets.warehouse import warehouse_lock, warehouse_pipeline
+from analytics_assets.warehouse import WarehouseResource
 
 SAMPLE_SIZE = 5
 """How many offending keys a failed check lists in its metadata."""
@@ -59,7 +59,8 @@ class Outcome:
 
 
 class CheckContext:
-    """What a check sees: the asset's table over one open warehouse connection, and the instance.
+    """What a check sees: the asset's table over one open warehouse connection, the instance, and the
+    `warehouse` resource (the tolerated row drop).
 
     SQL goes through dlt's client, so the same check runs on DuckDB, PostgreSQL and other SQL
     destinations: identifiers are quoted by dlt, parameters use `%s`.
@@ -71,8 +72,10 @@ class CheckContext:
         instance: DagsterInstance,
         run_id: str,
         asset_key: AssetKey,
+        warehouse: WarehouseResource,
     ) -> None:
         self.sql = sql
+        self.warehouse = warehouse
         self.instance = instance
         self.run_id = run_id
         self.asset_key = asset_key
@@ -231,17 +234,21 @@ def build_load_checks(
         description=f"Data checks of `{name}`.",
         op_tags=op_tags,
     )
-    def _checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
+    def _checks(
+        context: AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[AssetCheckResult]:
         selected = context.selected_asset_check_keys
-        pipeline = warehouse_pipeline(f"{name}_checks", dataset=dataset)
+        pipeline = warehouse.pipeline(f"{name}_checks", dataset=dataset)
         # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
         # API is merging into it. DuckDB: a check op also takes its turn on the file.
-        with api_lock(dataset, context), warehouse_lock(context.log), pipeline.sql_client() as sql:
+        with api_lock(dataset, context), warehouse.lock(context.log), pipeline.sql_client() as sql:
             for key, check in by_key.items():
                 if key not in selected:
                     continue
                 outcome = _evaluate(
-                    check, CheckContext(sql, context.instance, context.run.run_id, key.asset_key), context.log
+                    check,
+                    CheckContext(sql, context.instance, context.run.run_id, key.asset_key, warehouse),
+                    context.log,
                 )
                 yield AssetCheckResult(
                     asset_key=key.asset_key,

@@ -7,39 +7,22 @@ materializations. Neither needs anything stored besides what the assets already 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dagster import AssetCheckSeverity, EventLogRecord, TableSchema
 
 from analytics_assets.checks.core import Check, CheckContext, Outcome, metadata_value
 
-MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
-DEFAULT_MAX_ROW_DROP = 0.5
 VARIANT_MARKER = "__v_"
 """dlt names a column that received a value of another type `<column>__v_<type>` (a variant column)."""
 
 
-def max_row_drop() -> float:
-    """The share of rows a table may lose between two runs before the drop check fails.
-
-    From `ANALYTICS_MAX_ROW_DROP` (default 0.5), read when the check runs.
-
-    Raises:
-        ValueError: The setting is not a number between 0 and 1.
-    """
-    raw = os.environ.get(MAX_ROW_DROP_ENV, "").strip()
-    value = float(raw) if raw else DEFAULT_MAX_ROW_DROP
-    if not 0 <= value <= 1:
-        raise ValueError(f"{MAX_ROW_DROP_ENV} must be a share between 0 and 1, got {raw!r}")
-    return value
-
-
 def row_count_drop(severity: AssetCheckSeverity = AssetCheckSeverity.WARN) -> Check:
-    """The table did not lose more than `ANALYTICS_MAX_ROW_DROP` of its rows since the previous run."""
+    """The table did not lose more than the warehouse's `max_row_drop` (`ANALYTICS_MAX_ROW_DROP`) of its
+    rows since the previous run."""
 
     def evaluate(context: CheckContext) -> Outcome:
-        limit = max_row_drop()
+        limit = context.warehouse.max_row_drop_share()
         previous_record = context.previous_materialization()
         previous = metadata_value(previous_record, "dagster/row_count")
         rows = context.count()

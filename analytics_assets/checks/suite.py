@@ -11,7 +11,7 @@ from dagster import AssetChecksDefinition, AssetKey, AssetsDefinition
 
 from analytics_assets.apis import APIS
 from analytics_assets.audience import checks as audience_checks
-from analytics_assets.catalog import Endpoint, endpoints
+from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import Check, build_load_checks
 from analytics_assets.checks.freshness import build_freshness_checks
 from analytics_assets.checks.history import row_count_drop, schema_drift
@@ -86,7 +86,7 @@ def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDef
     Args:
         assets: The code location's load ops (`build_api_assets`), each materializing tables of one API.
     """
-    apis = {a.name: _Api(a.name, endpoints(a.spec_config()), PER_API[a.name]) for a in APIS}
+    apis = {a.name: _Api(a.name, a.catalog, PER_API[a.name]) for a in APIS}
     result = []
     for assets_def in assets:
         for key in sorted(assets_def.keys, key=lambda k: k.to_user_string()):

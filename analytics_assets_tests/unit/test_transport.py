@@ -3,6 +3,7 @@ hand-made responses, and the session's retry rule over a fake adapter (no server
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -48,17 +49,21 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 def test_pacer_lets_a_burst_up_to_the_limit_go_at_once(clock: FakeClock) -> None:
     pacer = Pacer(limit=3, window=10)
     for _ in range(3):
-        pacer.wait()
+        with pacer.slot():
+            pass
     assert clock.slept == []
     assert pacer.waited == 0
 
 
 def test_pacer_holds_the_request_over_the_limit_until_the_oldest_leaves_the_window(clock: FakeClock) -> None:
     pacer = Pacer(limit=2, window=10)
-    pacer.wait()
+    with pacer.slot():
+        pass
     clock.now += 4
-    pacer.wait()
-    pacer.wait()  # a third request within the window: waits for the first one to age out
+    with pacer.slot():
+        pass
+    with pacer.slot():  # a third request within the window: waits for the first one to age out
+        pass
     assert clock.slept == [pytest.approx(pacer.window - 4)]
     assert pacer.waited == pytest.approx(pacer.window - 4)
     assert pacer.window > 10  # slack for requests that leave just after the API's window moved
@@ -66,10 +71,52 @@ def test_pacer_holds_the_request_over_the_limit_until_the_oldest_leaves_the_wind
 
 def test_pacer_does_not_wait_once_the_window_has_passed(clock: FakeClock) -> None:
     pacer = Pacer(limit=1, window=10)
-    pacer.wait()
+    with pacer.slot():
+        pass
     clock.now += pacer.window
-    pacer.wait()
+    with pacer.slot():
+        pass
     assert clock.slept == []
+
+
+def test_pacer_counts_a_request_in_the_window_until_its_answer_came(clock: FakeClock) -> None:
+    """The API counts a request when it arrives, somewhere between our send and its answer: a slow answer
+    keeps its place, so a request sent a window after a slow one's send cannot join it at the API."""
+    pacer = Pacer(limit=1, window=10)
+    with pacer.slot():
+        clock.now += 3  # the answer takes 3 s: the API may have counted it at any time in them
+    clock.now += pacer.window - 1
+    with pacer.slot():  # a window after the send, but not yet after the answer: waits the last second
+        pass
+    assert clock.slept == [pytest.approx(1)]
+
+
+def test_pacer_holds_the_place_of_a_request_still_in_flight() -> None:
+    """On the real clock: with one place, a second request goes out only after the first is answered."""
+    pacer = Pacer(limit=1, window=0.01)
+    order: list[str] = []
+    sent, answer = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with pacer.slot():
+            sent.set()
+            answer.wait(5)
+            order.append("first answered")
+
+    def second() -> None:
+        with pacer.slot():
+            order.append("second sent")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    sent.wait(5)
+    threads[1].start()
+    threads[1].join(timeout=0.3)
+    assert order == []  # the second waits while the first is in flight
+    answer.set()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == ["first answered", "second sent"]
 
 
 @pytest.mark.parametrize(

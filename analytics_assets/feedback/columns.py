@@ -1,0 +1,76 @@
+"""What the feedback API's fields mean: the descriptions of their columns in the Dagster UI.
+
+From the seed (every resource keyed on `id`) and the API's public description. Keyed by resource, then
+by the field's name on the wire (camelCase): the loader finds each field's column through the
+warehouse's naming convention (`surveyId` -> `survey_id`). Nested objects and lists become columns
+and tables of their own and are not described here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+_CREATED = {"createdAt": "When the record was created (UTC)."}
+_UPDATED = {"updatedAt": "When the record last changed (UTC)."}
+_ENVIRONMENT = {"environmentId": "The environment the record belongs to."}
+
+COLUMNS: Mapping[str, Mapping[str, str]] = {
+    "surveys": {
+        "id": "The survey's id (the key).",
+        "name": "The survey's name.",
+        "type": "The survey's type.",
+        "status": "draft, inProgress, paused or completed.",
+        **_ENVIRONMENT,
+        **_CREATED,
+        **_UPDATED,
+    },
+    "action_classes": {
+        "id": "The action class's id (the key).",
+        "name": "The action's name.",
+        "description": "What the action is.",
+        "type": "How the action is detected: code, noCode or automatic.",
+        "key": "The key the app's code sends the action with (code actions).",
+        **_ENVIRONMENT,
+        **_CREATED,
+        **_UPDATED,
+    },
+    "attribute_classes": {
+        "id": "The attribute class's id (the key).",
+        "name": "The attribute's name.",
+        "description": "What the attribute holds.",
+        "type": "The attribute's type.",
+        "archived": "Whether the attribute is archived.",
+        "key": "The attribute's key (current servers: a contact attribute key).",
+        **_ENVIRONMENT,
+        **_CREATED,
+        **_UPDATED,
+    },
+    "identified_peoples": {
+        "id": "The person's id (the key; current servers: the contact's id, the same value).",
+        "userId": "The person's id in the customer's own system (seed generation only).",
+        "attributes": "The person's attributes by the customer's own names, as JSON.",
+        "workspaceId": "The workspace of the contact (current servers only).",
+        **_ENVIRONMENT,
+        **_CREATED,
+        **_UPDATED,
+    },
+    "responses": {
+        "id": "The response's id (the key).",
+        "surveyId": "The survey answered.",
+        "finished": "Whether the respondent finished the survey.",
+        "createdAt": "When the response was started (UTC); the list is newest first, the sync's cursor.",
+        **_UPDATED,
+        "data": "The answers by question id, as JSON (values of mixed types).",
+        "ttc": "Time to complete each question, in milliseconds by question id, as JSON.",
+        "variables": "The survey's variables by the customer's own names, as JSON.",
+    },
+    "webhooks": {
+        "id": "The webhook's id (the key).",
+        "name": "The webhook's name.",
+        "url": "Where the webhook posts.",
+        "source": "What created the webhook.",
+        **_ENVIRONMENT,
+        **_CREATED,
+        **_UPDATED,
+    },
+}
