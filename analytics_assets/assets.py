@@ -43,6 +43,7 @@ from analytics_assets.locks import api_lock
 from analytics_assets.naming import pipeline_naming
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
+from analytics_assets.tags import CHILD_PATH
 from analytics_assets.translator import ApiTranslator
 from analytics_assets.transport import RequestStats
 from analytics_assets.warehouse import WarehouseResource
@@ -335,6 +336,7 @@ def _build_load_assets(
         dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
         name=load,
         dagster_dlt_translator=translator,
+        op_tags=CHILD_PATH if load != api.name else None,  # a child's load: next after its parent's checks
     )
     def _assets(
         context: AssetExecutionContext,

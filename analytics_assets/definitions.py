@@ -37,9 +37,15 @@ defs = Definitions(
         "warehouse": WarehouseResource(),
         "alert_webhook": AlertWebhook(),
     },
-    # Every step of a run in the run's own process: a step process starts by importing this code location
-    # (seconds), which cost more than the steps themselves (a full sync of 5,000 people: 62 s with a
-    # process per step, 16 s in process; README, "Performance"). Pools still apply to in-process steps.
+    # Every step of a run in the run's own process: a step process costs more than it saves. Measured
+    # again for issue 12 (README, "Performance"): the multiprocess executor, its forkserver preloading
+    # the definitions and what a step imports, one step of an API at a time, the DuckDB lock held only
+    # where the file is opened. Each step process still took 3-6 s to start (the instance, the job) on
+    # the loaded 2 cores, the forkserver imported the code location again (32-43 s there), and the two
+    # API loads mostly took turns on the one DuckDB writer: the first sync of 20,000 people at +50 ms
+    # ran 67.5 s from first request to last response against 52.0 s in process, in the same session.
+    # In process, the steps on the way to a child's load run first (`tags.CHILD_PATH`): no check runs
+    # between the loads of a sync. Pools still apply to in-process steps.
     # A step starts once the outputs it needs exist, even when the step that made them failed: one
     # failed endpoint keeps only its own checks (and children) from running, not those of the endpoints
     # loaded beside it. Child ops check their parent's blocking checks themselves (`assets.py`).

@@ -11,6 +11,7 @@ Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ class EndpointLoad:
     """Why the API's plan does not offer this endpoint: not a failure, and nothing changed."""
 
 
+_WAREHOUSE_TURN = threading.Lock()
+"""One thread of the process at a time opens the warehouse: DuckDB, asked by two threads at once to open
+one file, can refuse the second ("Unique file handle conflict: ... already attached"; seen under load
+in the reading threads' `sync_destination`). The API requests stay side by side."""
+
+
 def fresh_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
     """The pipeline with its local state dropped and restored from the warehouse.
 
@@ -40,7 +47,8 @@ def fresh_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
     warehouse holds the truth (dagster-dlt's own runs assume the same).
     """
     pipeline.drop()
-    pipeline.sync_destination()
+    with _WAREHOUSE_TURN:
+        pipeline.sync_destination()
     return pipeline
 
 
@@ -90,7 +98,8 @@ def load_side_by_side(
             if load.error is None and load.unavailable is None:
                 load.pipeline.activate()
                 try:
-                    load.info = write(load)
+                    with _WAREHOUSE_TURN:
+                        load.info = write(load)
                     continue
                 except Exception as error:
                     load.error = error

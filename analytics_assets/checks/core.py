@@ -200,7 +200,10 @@ def _evaluate(check: Check, context: CheckContext, log: logging.Logger) -> Outco
 
 
 def build_load_checks(
-    name: str, dataset: str, checks: Mapping[AssetKey, Sequence[Check]]
+    name: str,
+    dataset: str,
+    checks: Mapping[AssetKey, Sequence[Check]],
+    op_tags: Mapping[str, str] | None = None,
 ) -> AssetChecksDefinition:
     """One check op for the given assets (the code location gives it one asset: see `suite.py`).
 
@@ -208,6 +211,7 @@ def build_load_checks(
         name: The check op is `<name>_checks`.
         dataset: The dataset (schema) of the tables.
         checks: The checks of each asset.
+        op_tags: The check op's tags (`tags.CHILD_PATH` for a parent's checks).
     """
     by_key = {AssetCheckKey(key, check.name): check for key, group in checks.items() for check in group}
     specs = [
@@ -228,6 +232,7 @@ def build_load_checks(
         name=f"{name}_checks",
         can_subset=True,
         description=f"Data checks of `{name}`.",
+        op_tags=op_tags,
     )
     def _checks(
         context: AssetCheckExecutionContext, warehouse: WarehouseResource

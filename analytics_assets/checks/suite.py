@@ -23,6 +23,7 @@ from analytics_assets.checks.table import (
 )
 from analytics_assets.feedback import checks as feedback_checks
 from analytics_assets.history import history_tables
+from analytics_assets.tags import CHILD_PATH
 
 PER_API: Mapping[str, ModuleType] = {"audience": audience_checks, "feedback": feedback_checks}
 """Each API's module of its own checks: `MUST_HAVE_DATA` and `resource_checks(resource)`."""
@@ -91,7 +92,10 @@ def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDef
         for key in sorted(assets_def.keys, key=lambda k: k.to_user_string()):
             api = apis[key.path[0]]
             checks = {key: checks_of(api, key.path[-1])}
-            result.append(build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks))
+            tags = CHILD_PATH if key.path[-1] in api.parents else None  # a child's load waits for them
+            result.append(
+                build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks, op_tags=tags)
+            )
     return result
 
 
