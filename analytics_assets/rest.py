@@ -18,6 +18,7 @@ from dlt.sources.rest_api import RESTAPIConfig, rest_api_resources
 from requests import Request, Response
 
 from analytics_assets.arrow_pages import ArrowPages, batched_pages
+from analytics_assets.catalog import endpoints
 from analytics_assets.settings import env_var
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import Transport, check_base_url, expect_json
@@ -161,9 +162,8 @@ def assemble(
         if not dlt_resource.is_transformer and by_name[dlt_resource.name].get("parallelized", default):
             dlt_resource.parallelize()
         if arrow:
-            key = by_name[dlt_resource.name].get("primary_key")
-            fields = [key] if isinstance(key, str) else list(key) if isinstance(key, list | tuple) else []
-            dlt_resource.add_step(ArrowPages(dlt_resource.name, fields, _keeps_history(dlt_resource)))
+            key = endpoints(config)[dlt_resource.name].primary_key
+            dlt_resource.add_step(ArrowPages(dlt_resource.name, key, _keeps_history(dlt_resource)))
     return built
 
 
