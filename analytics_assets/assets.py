@@ -14,6 +14,7 @@ from dagster import (
     AssetsDefinition,
     Config,
     DagsterEventType,
+    DagsterLogManager,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -26,11 +27,12 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
-from analytics_assets.apis import Api
+from analytics_assets import read_ahead
+from analytics_assets.apis import APIS, Api
 from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import UNAVAILABLE
 from analytics_assets.columns import COLUMN_SCHEMA, with_descriptions
-from analytics_assets.endpoints_load import EndpointLoad, load_side_by_side
+from analytics_assets.endpoints_load import EndpointLoad, EndpointReads
 from analytics_assets.errors import error_response, explain, server_message
 from analytics_assets.history import (
     apply_history,
@@ -39,8 +41,9 @@ from analytics_assets.history import (
     keeps_history,
     refresh_current_view,
 )
-from analytics_assets.locks import api_lock
+from analytics_assets.locks import api_lock, hold_api_lock
 from analytics_assets.naming import pipeline_naming
+from analytics_assets.read_ahead import ReadAhead
 from analytics_assets.settings import source_setting
 from analytics_assets.sweep import ServedKeys, SweepResult, sweep
 from analytics_assets.tags import CHILD_PATH
@@ -133,13 +136,14 @@ class _Load:
 
     def __init__(
         self,
-        context: AssetExecutionContext,
+        log: DagsterLogManager,
         api: Api,
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
         warehouse: WarehouseResource,
     ) -> None:
-        self.context = context
+        self.log = log
+        """The log of the step it works for (a read ahead starts in an earlier step: see `read_ahead.py`)."""
         self.api = api
         self.file_format = warehouse.loader_file_format()
         self.catalog = catalog
@@ -187,7 +191,7 @@ class _Load:
             if successor is None or gone is None or gone.status_code != 404:
                 raise
         load.pipeline.drop_pending_packages()
-        self.context.log.info(
+        load.notes.append(
             f"{self.api.name} API: this server has no GET {load.path} (404: the API's current generation);"
             f" loading {self.api.name}/{load.resource} from GET {successor}."
         )
@@ -231,9 +235,7 @@ class _Load:
             if table and "_dlt_id" not in table.get("columns", {}):
                 added.extend(str(c) for c in table.get("columns", {}))
         if added:
-            self.context.log.warning(
-                f"{self.api.name}.{load.resource} has new columns this run: {', '.join(added)}"
-            )
+            self.log.warning(f"{self.api.name}.{load.resource} has new columns this run: {', '.join(added)}")
         return added
 
     def sweep(self, load: EndpointLoad) -> SweepResult | None:
@@ -247,7 +249,7 @@ class _Load:
         if endpoint.stops_early and not self.full_scan:
             return None  # a nightly read of a window: deletions wait for the reconciliation
         result = sweep(pipeline, resource, endpoint.primary_key, self.served, self.synced_at)
-        log = self.context.log
+        log = self.log
         if result.warning:
             log.warning(f"{self.api.name} API, {resource}: {result.warning}")
         elif result.skipped:
@@ -303,6 +305,67 @@ class _Load:
         return metadata
 
 
+def _start_reads(run: _Load, resources: list[str], warehouse: WarehouseResource) -> EndpointReads:
+    """Start reading the endpoints `resources` of the load `run`, each into a pipeline of its own.
+
+    Only the holder of the API's lock touches its dlt pipelines: creating one writes into its local
+    folder, which the holder's run may be dropping and restoring (seen: "Directory not empty").
+    """
+    name = run.api.name
+    pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
+    warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
+    loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in resources]
+    return EndpointReads(loads, run.read)
+
+
+def _read_later_steps(
+    context: AssetExecutionContext, warehouse: WarehouseResource, current: str
+) -> list[ReadAhead]:
+    """Start the reads of the run's other load steps now, for them to write in their turn (`read_ahead.py`).
+
+    Only where the run executes its steps in this process (steps in processes of their own could not
+    take them), never for a refresh (it drops its tables first: it reads in its own turn), and only for
+    an API whose lock no other run holds. A read ahead is a head start, never a failure of this step.
+    """
+    if "in_process" not in context.job_def.executor_def.name:
+        return []
+    started: list[ReadAhead] = []
+    run_id = context.run.run_id
+    steps = context.run.step_keys_to_execute
+    in_run = context.job_def.asset_layer.selected_asset_keys
+    ops = context.run.run_config.get("ops")
+    ops_config: Mapping[str, Any] = ops if isinstance(ops, Mapping) else {}
+    for api in APIS:
+        for step, resources in _load_groups(api).items():
+            selected = [r for r in resources if AssetKey([api.name, r]) in in_run]
+            if step == current or not selected or (steps is not None and step not in steps):
+                continue
+            config = SyncConfig(**ops_config.get(step, {}).get("config", {}))
+            if config.refresh:
+                continue
+            api_hold = hold_api_lock(api.name, context, wait=False)
+            if api_hold is None:
+                context.log.info(f"Not reading {step} ahead: another run holds the {api.name} API's lock.")
+                continue
+            releases = [api_hold, warehouse.hold_lock(context.log, run_id)]
+            try:
+                run = _Load(context.log, api, api.catalog, config, warehouse)
+                reads = _start_reads(run, selected, warehouse)
+            except Exception as error:
+                for release in releases:
+                    release()
+                context.log.warning(
+                    f"Not reading {step} ahead ({type(error).__name__}: {error}); it reads in its turn."
+                )
+                continue
+            started.append(ReadAhead(step, run, reads, releases))
+            read_ahead.put(run_id, started[-1])
+            context.log.info(
+                f"Reading {', '.join(f'{api.name}/{r}' for r in selected)} ahead for step {step}."
+            )
+    return started
+
+
 def _blocking_failures(context: AssetExecutionContext, parent: AssetKey) -> list[str]:
     """The blocking checks of `parent` that failed at ERROR in this run.
 
@@ -345,22 +408,36 @@ def _build_load_assets(
         config: SyncConfig,
     ) -> Iterator[MaterializeResult]:
         selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
+        ahead = read_ahead.take(context.run.run_id, load)
         for parent in {p for r in selected if (p := catalog[r].parent)}:
             if failed := _blocking_failures(context, AssetKey([api.name, parent])):
+                if ahead is not None:
+                    ahead.discard()
+                    context.log.info(
+                        f"Dropped what was read ahead for {', '.join(selected)}: nothing of it loads."
+                    )
                 raise Failure(
                     description=(
                         f"Not loading {', '.join(selected)}: {api.name}/{parent} failed its blocking checks"
                         f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-        run = _Load(context, api, catalog, config, warehouse)
-        with api_lock(api.name, context), warehouse.lock(context.log):  # runs of one API take turns
-            # Only the lock holder touches the API's dlt pipelines: creating one writes into its local
-            # folder, which the holder's run may be dropping and restoring (seen: "Directory not empty").
-            pipelines = {r: warehouse.pipeline(f"{api.name}_{r}", api.name) for r in selected}
-            warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
-            loads = [EndpointLoad(r, pipelines[r], catalog[r].path) for r in selected]
-            load_side_by_side(loads, run.read, run.write)
+        run_id = context.run.run_id
+        with api_lock(api.name, context), warehouse.lock(context.log, run_id):  # runs of one API take turns
+            if ahead is not None:
+                ahead.release()  # the step holds the locks itself now
+                run, reads = ahead.load, ahead.reads
+                run.log = context.log
+                context.log.info(f"{', '.join(selected)}: read ahead since the run's first load step.")
+            else:
+                run = _Load(context.log, api, catalog, config, warehouse)
+                reads = _start_reads(run, selected, warehouse)
+            later = _read_later_steps(context, warehouse, load) if read_ahead.first_load_step(run_id) else []
+            loads = reads.write_each(run.write)
+            for started in later:  # what follows opens the warehouse outside `_WAREHOUSE_TURN`
+                started.reads.wait_restored()
+            for note in (note for endpoint in loads for note in endpoint.notes):
+                context.log.info(note)
             failures = []
             for endpoint in loads:
                 if endpoint.error is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dlt
 from dlt.common.pipeline import LoadInfo
@@ -32,6 +32,8 @@ class EndpointLoad:
     error: BaseException | None = None
     unavailable: str | None = None
     """Why the API's plan does not offer this endpoint: not a failure, and nothing changed."""
+    notes: list[str] = field(default_factory=list)
+    """What its read has to tell the step's log (e.g. the path it was read at instead of the seed's)."""
 
 
 _WAREHOUSE_TURN = threading.Lock()
@@ -52,48 +54,73 @@ def fresh_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
     return pipeline
 
 
-def load_side_by_side(
-    loads: Sequence[EndpointLoad],
-    read: Callable[[EndpointLoad], None],
-    write: Callable[[EndpointLoad], LoadInfo],
-) -> None:
-    """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
+class EndpointReads:
+    """The endpoints of one op, each read in a thread of its own from the moment this is made; `write_each`
+    then writes each one read whole as soon as it is, one at a time.
 
-    Each endpoint's pipeline is restored from the warehouse in its reading thread and each write runs in
-    the calling thread while the other endpoints are still being read: a short list is in the warehouse
-    while a long one still pages, and no fixed cost of a pipeline adds up behind another.
+    Each endpoint's pipeline is restored from the warehouse before it is read: the first in the calling
+    thread (see below), the others in their reading threads, one thread at a time (`_WAREHOUSE_TURN`),
+    side by side with the reads already going. `wait_restored` tells when none of them will open the
+    warehouse again: reading never does.
 
     Args:
-        loads: The endpoints of this op.
+        loads: The endpoints of the op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
-        write: Normalizes and loads one extracted endpoint.
     """
 
-    def _read(load: EndpointLoad) -> EndpointLoad:
-        load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
-        try:
-            if load.error is not None:
-                return load
-            if load is not loads[0]:
-                fresh_pipeline(load.pipeline)
-            read(load)
-        except Exception as error:  # kept for the report; the other endpoints go on
-            load.error = error
-        return load
+    def __init__(self, loads: Sequence[EndpointLoad], read: Callable[[EndpointLoad], None]) -> None:
+        self.loads = list(loads)
+        self._restored = [threading.Event() for _ in self.loads]
+        # dlt imports modules on first use (pyarrow, the destination's client), and threads importing a
+        # module at once can see it half-initialized: the first pipeline is restored here, before any
+        # thread starts.
+        import dlt.common.libs.pyarrow  # noqa: F401
 
-    # dlt imports modules on first use (pyarrow, the destination's client), and threads importing a module
-    # at once can see it half-initialized: the first pipeline is restored here, before any thread starts.
-    import dlt.common.libs.pyarrow  # noqa: F401
+        if self.loads:
+            try:
+                fresh_pipeline(self.loads[0].pipeline)
+            except Exception as error:
+                self.loads[0].error = error
+            self._restored[0].set()
 
-    if loads:
-        try:
-            fresh_pipeline(loads[0].pipeline)
-        except Exception as error:
-            loads[0].error = error
+        def _read(load: EndpointLoad, restored: threading.Event) -> EndpointLoad:
+            load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
+            try:
+                if load.error is not None:
+                    return load
+                if not restored.is_set():
+                    try:
+                        fresh_pipeline(load.pipeline)
+                    finally:
+                        restored.set()
+                read(load)
+            except Exception as error:  # kept for the report; the other endpoints go on
+                load.error = error
+            finally:
+                restored.set()
+            return load
 
-    with ThreadPoolExecutor(max_workers=max(len(loads), 1), thread_name_prefix="endpoint") as pool:
-        for done in as_completed([pool.submit(_read, load) for load in loads]):
+        self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="endpoint")
+        self._reads = [
+            self._pool.submit(_read, load, restored)
+            for load, restored in zip(self.loads, self._restored, strict=True)
+        ]
+        self._pool.shutdown(wait=False)  # the threads end with their reads
+
+    def wait_restored(self) -> None:
+        """Return once every pipeline was restored (or failed to be): from then on, only writes open the
+        warehouse."""
+        for restored in self._restored:
+            restored.wait()
+
+    def write_each(self, write: Callable[[EndpointLoad], LoadInfo]) -> list[EndpointLoad]:
+        """Write every endpoint read whole, each as soon as it is, in the calling thread, one at a time.
+
+        Args:
+            write: Normalizes and loads one extracted endpoint.
+        """
+        for done in as_completed(self._reads):
             load = done.result()
             if load.error is None and load.unavailable is None:
                 load.pipeline.activate()
@@ -104,3 +131,24 @@ def load_side_by_side(
                 except Exception as error:
                     load.error = error
             load.pipeline.drop_pending_packages()  # a half-read list is never loaded later
+        return self.loads
+
+    def discard(self) -> None:
+        """Wait for the reads to end and drop what they extracted: nothing of it is ever loaded."""
+        for done in as_completed(self._reads):
+            load = done.result()
+            load.pipeline.activate()
+            load.pipeline.drop_pending_packages()
+
+
+def load_side_by_side(
+    loads: Sequence[EndpointLoad],
+    read: Callable[[EndpointLoad], None],
+    write: Callable[[EndpointLoad], LoadInfo],
+) -> None:
+    """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
+
+    A short list is in the warehouse while a long one still pages, and no fixed cost of a pipeline adds
+    up behind another (`EndpointReads`).
+    """
+    EndpointReads(loads, read).write_each(write)

@@ -18,16 +18,21 @@ moment its holder's process is gone:
 
 A waiting op polls once a second and logs, in the run's log (the UI shows it), which run holds the
 lock and that it waits; the holder's run id is the lock file's content or the holder session's
-`application_name`. Lock order is always `api_lock`, then the warehouse resource's `lock`, and no op holds
-two API locks, so the locks cannot deadlock.
+`application_name`. Lock order is always `api_lock`, then the warehouse resource's `lock`, and no op
+waits for two API locks, so the locks cannot deadlock.
+
+A lock belongs to a run, not to a step (`hold_for_run`): the run's steps and the reads started ahead for
+its later steps (`read_ahead.py`) share it, and it is released when the last of them lets go. Reads ahead
+only ever try a lock (`wait=False`) and go without when another run holds it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -170,19 +175,78 @@ def _describe(instance: DagsterInstance, run_id: str | None, own_run_id: str) ->
     return f"run {run_id}{job}{status}"
 
 
-@contextmanager
-def api_lock(api: str, context: RunContext) -> Iterator[None]:
-    """Hold the lock of one API's loads for the duration of the block, waiting for it if needed.
+Release = Callable[[], None]
+"""Lets go of a lock held by `hold_for_run` (once; later calls do nothing)."""
+
+_HELD: dict[tuple[str, str], tuple[Release, int]] = {}
+"""(lock name, run id) -> the lock's own release and how many holders of the run hold it now."""
+_HELD_GUARD = threading.Lock()
+
+
+def hold_for_run(name: str, run_id: str, acquire: Callable[[], Release | None]) -> Release | None:
+    """Hold the lock `name` for a run: `acquire` takes it the first time (returning its release, or None
+    when it is busy), later holders of the same run only join; the lock goes when the last one lets go.
+
+    Returns:
+        This holder's release, or None when `acquire` found the lock busy.
+    """
+    key = (name, run_id)
+    with _HELD_GUARD:
+        if key in _HELD:
+            held, holders = _HELD[key]
+            _HELD[key] = (held, holders + 1)
+            return _let_go(key)
+    # Taken outside the guard: it may wait for another run. A run's holders take their locks one after
+    # another (in the calling thread of a step), so no other holder of this run can race past this point.
+    release = acquire()
+    if release is None:
+        return None
+    with _HELD_GUARD:
+        _HELD[key] = (release, 1)
+    return _let_go(key)
+
+
+def _let_go(key: tuple[str, str]) -> Release:
+    done = False
+
+    def release() -> None:
+        nonlocal done
+        with _HELD_GUARD:
+            if done:
+                return
+            done = True
+            lock_release, holders = _HELD[key]
+            if holders > 1:
+                _HELD[key] = (lock_release, holders - 1)
+                return
+            del _HELD[key]
+        lock_release()
+
+    return release
+
+
+def hold_api_lock(api: str, context: RunContext, wait: bool = True) -> Release | None:
+    """Hold the lock of one API's loads for the run, waiting for it if needed (`wait`).
 
     Args:
         api: The API name (`audience`, `feedback`): one lock per API, shared by all its ops.
         context: The op's context: its instance holds the lock, its run id names the holder, its log
             tells a waiting run's reader what it waits for.
+        wait: False: return None at once when another run holds the lock.
+
+    Returns:
+        The release of this hold; None when the lock is busy and `wait` is False.
     """
     run_id = context.run.run_id
-    lock = _lock_for(context.instance, api)
-    try:
-        if not lock.try_acquire(run_id):
+
+    def acquire() -> Release | None:
+        lock = _lock_for(context.instance, api)
+        try:
+            if lock.try_acquire(run_id):
+                return lock.release
+            if not wait:
+                lock.release()
+                return None
             started = time.monotonic()
             holder: str | None = None
             logged = False
@@ -197,6 +261,21 @@ def api_lock(api: str, context: RunContext) -> Iterator[None]:
                     holder, logged = current, True
                 time.sleep(POLL_SECONDS)
             context.log.info(f"Got the {api} API's lock after waiting {time.monotonic() - started:.0f} s.")
+            return lock.release
+        except BaseException:
+            lock.release()
+            raise
+
+    return hold_for_run(f"api {api}", run_id, acquire)
+
+
+@contextmanager
+def api_lock(api: str, context: RunContext) -> Iterator[None]:
+    """Hold the lock of one API's loads for the duration of the block, waiting for it if needed
+    (see `hold_api_lock`)."""
+    release = hold_api_lock(api, context)
+    assert release is not None, "a waiting hold always gets the lock"
+    try:
         yield
     finally:
-        lock.release()
+        release()

@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
-from dagster import ConfigurableResource, Failure
+from dagster import ConfigurableResource, Failure, InitResourceContext
 from dlt.common.destination import Destination
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field
 
+from analytics_assets.locks import Release, hold_for_run
+from analytics_assets.read_ahead import discard_run
 from analytics_assets.settings import resource_setting
 
 DESTINATION_ENV = "ANALYTICS_DESTINATION"
@@ -84,6 +86,12 @@ class WarehouseResource(ConfigurableResource):
             f" check fails. Unset: {MAX_ROW_DROP_ENV}, else {DEFAULT_MAX_ROW_DROP}."
         ),
     )
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """At the end of a run: drop the reads started ahead for steps that never took them, and their locks
+        (`read_ahead.py`)."""
+        if context.run_id is not None:
+            discard_run(context.run_id)
 
     def destination_name(self) -> str:
         """The configured dlt destination name."""
@@ -166,29 +174,40 @@ class WarehouseResource(ConfigurableResource):
                 metadata={"destination": name},
             ) from None
 
-    @contextmanager
-    def lock(self, log: logging.Logger) -> Iterator[None]:
-        """Hold the embedded warehouse for one writer at a time.
+    def hold_lock(self, log: logging.Logger, run_id: str) -> Release:
+        """Hold the embedded warehouse for one writer at a time, for a run; returns the release.
 
         DuckDB lets only one process open a file for writing; runs of the two APIs are processes of their
         own (a schedule tick can meet a manual run), so their loads take turns on a lock file beside the
-        database. Server destinations handle concurrent writers themselves: no-op.
+        database. The run's steps and its reads ahead share the hold (`locks.hold_for_run`). Server
+        destinations handle concurrent writers themselves: nothing to hold.
         """
         if self.destination_name() != "duckdb":
-            yield
-            return
+            return lambda: None
         path = self.duckdb_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "w") as handle:
+
+        def acquire() -> Release:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 (closed on release)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 log.info(f"Waiting for another load to finish writing {path} (DuckDB allows one writer).")
                 fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            return handle.close  # closing the file drops the flock
+
+        release = hold_for_run(f"warehouse {path}", run_id, acquire)
+        assert release is not None, "a waiting hold always gets the lock"
+        return release
+
+    @contextmanager
+    def lock(self, log: logging.Logger, run_id: str) -> Iterator[None]:
+        """Hold the embedded warehouse for the duration of the block (see `hold_lock`)."""
+        release = self.hold_lock(log, run_id)
+        try:
+            yield
+        finally:
+            release()
 
 
 class WarehouseUnreachableError(Failure):

@@ -241,7 +241,11 @@ def build_load_checks(
         pipeline = warehouse.pipeline(f"{name}_checks", dataset=dataset)
         # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
         # API is merging into it. DuckDB: a check op also takes its turn on the file.
-        with api_lock(dataset, context), warehouse.lock(context.log), pipeline.sql_client() as sql:
+        with (
+            api_lock(dataset, context),
+            warehouse.lock(context.log, context.run.run_id),
+            pipeline.sql_client() as sql,
+        ):
             for key, check in by_key.items():
                 if key not in selected:
                     continue
