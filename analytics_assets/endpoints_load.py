@@ -2,9 +2,10 @@
 
 Every endpoint has a dlt pipeline of its own (`<api>_<resource>`), so its cursor, schema and load
 package are its own: a failed endpoint commits nothing, and its table and cursor stay as they were.
-All endpoints of an op are read side by side (a thread each, sharing the source's session, retry rule
-and pacing); each endpoint read whole is normalized and loaded as soon as it is, one at a time, as the
-embedded warehouse takes one writer at a time.
+All endpoints of an op are read side by side (`EndpointReads`: a thread each, sharing the source's
+session, retry rule and pacing); each endpoint read whole is normalized and loaded as soon as it is, one
+at a time, as the embedded warehouse takes one writer at a time. The reads of a later step can start in
+an earlier one (`read_ahead.py`): reading only extracts into the pipeline's local load package.
 
 Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns.
 """

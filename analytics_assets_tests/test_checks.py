@@ -334,6 +334,9 @@ def test_a_blocking_check_failure_on_segments_keeps_segment_people_from_loading(
     assert started == {"audience", "audience_segments_checks"}  # neither segment_people nor its checks ran
     # The members of the vanished segments are still there: the bad parent fed nothing downstream.
     assert warehouse.query("select count(*) from audience.segment_people") == [(members,)]
+    # What the run read ahead for segment_people was dropped with the locks it held: the next run of
+    # this process and instance does not wait for them (it would wait forever).
+    assert run(instance, "audience/segments").success
 
 
 def test_freshness_checks_cover_every_asset_with_26_hours() -> None:

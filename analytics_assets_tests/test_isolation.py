@@ -11,10 +11,12 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from time import sleep as time_sleep
 
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterEventType, DagsterInstance
@@ -295,5 +297,74 @@ def test_a_failed_blocking_check_on_segments_still_keeps_its_members_from_loadin
     assert (
         "Not loading segment_people: audience/segments failed its blocking checks (row_count_drop)" in output
     )
-    assert configured.requests(path="/audience/v1/segments/*") == []  # not one member was asked for
+    # Its members were read ahead (`read_ahead.py`) while the parent loaded; nothing of that read loaded.
+    assert "Dropped what was read ahead for segment_people: nothing of it loads." in output
     assert warehouse.query("select count(*) from audience.segment_people") == members
+
+
+PEOPLE_FIRST_PAGE = ("/audience/v1/people/all", {"offset": "0"})
+DELAY = 10
+"""Seconds the people's first page is held back: room for a loaded machine to start the other reads."""
+
+
+def test_a_sync_reads_feedback_and_members_while_people_still_page(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli
+) -> None:
+    """Reads ahead (`read_ahead.py`): the first load step starts the reads of the run's later loads, and
+    each later step writes its own in its turn, so no API waits for another's load and checks."""
+    change_everything(configured)
+    configured.clear_requests()
+    path, query = PEOPLE_FIRST_PAGE
+    configured.inject_fault(path, "latency", delay=DELAY, query=query)
+
+    done = cli.materialize("*")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "feedback/responses, feedback/webhooks ahead for step feedback." in output
+    assert "segment_people: read ahead since the run's first load step." in output
+    # Every feedback request and every member list was asked for while the people's first page was
+    # still on its way (the sandbox answers it DELAY seconds after it arrived).
+    first_page = next(e for e in configured.requests(path=path) if e["query"].get("offset") == "0")
+    later = configured.requests(api="feedback") + configured.requests(path="/audience/v1/segments/*")
+    after = {e["path"]: round(e["time"] - first_page["time"], 1) for e in later}
+    assert later and max(after.values()) < DELAY, after
+    assert_warehouse_equals_api(warehouse, configured)
+
+
+def test_a_run_killed_while_it_reads_ahead_holds_nothing_back(
+    configured: Sandbox, warehouse: Warehouse, cli: Cli, tmp_path: Path
+) -> None:
+    """SIGKILL of the whole run while the first load step pages and the others' reads ahead hold their
+    locks: the next run of the same instance loads at once, and exactly."""
+    change_everything(configured)
+    path, query = PEOPLE_FIRST_PAGE
+    configured.inject_fault(path, "latency", delay=60, query=query)
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            materialize_command("*"),
+            cwd=REPO,
+            env={**os.environ, "DAGSTER_HOME": str(cli.home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Killed once the feedback reads ahead were answered: their load packages wait on disk, unloaded.
+        for _ in range(600):
+            if process.poll() is not None or len(configured.requests(api="feedback")) >= 6:
+                break
+            time_sleep(0.1)
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert "ahead for step feedback" in log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    configured.clear_faults()
+
+    done = cli.materialize("*")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "Waiting for the" not in output  # the dead run's locks went with it
+    assert_warehouse_equals_api(warehouse, configured)

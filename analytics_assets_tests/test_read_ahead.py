@@ -1,0 +1,80 @@
+"""Reads ahead (`analytics_assets/read_ahead.py`) and the locks they share with the steps of their run."""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
+
+from analytics_assets.locks import Release, hold_for_run
+from analytics_assets_tests.conftest import Warehouse
+from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_sync import assert_warehouse_equals_api
+from analytics_sandbox import Sandbox
+
+
+def test_the_holders_of_one_run_share_a_lock_and_the_last_one_releases_it(tmp_path: Path) -> None:
+    path = tmp_path / "api.lock"
+
+    def acquire() -> Release | None:
+        handle = open(path, "a+")  # noqa: SIM115 (closed by the release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle.close
+
+    step = hold_for_run("api x", "run-1", acquire)
+    ahead = hold_for_run("api x", "run-1", acquire)  # joins: no second flock of its own
+    assert step is not None and ahead is not None
+    assert hold_for_run("api x", "run-2", acquire) is None  # another run is refused
+    step()
+    step()  # a release lets go once
+    assert hold_for_run("api x", "run-2", acquire) is None  # the read ahead still holds it
+    ahead()
+    other = hold_for_run("api x", "run-2", acquire)
+    assert other is not None
+    other()
+
+
+def _messages(instance: DagsterInstance) -> list[str]:
+    records = instance.get_run_records(limit=1)
+    if not records:
+        return []
+    return [e.user_message for e in instance.all_logs(records[0].dagster_run.run_id)]
+
+
+def _wait_for(instance: DagsterInstance, text: str, run: threading.Thread) -> None:
+    for _ in range(1200):
+        if any(text in m for m in _messages(instance)):
+            return
+        assert run.is_alive(), f"the run ended before logging {text!r}"
+        time.sleep(0.1)
+    pytest.fail(f"no {text!r} in the run's log")
+
+
+@pytest.mark.slow  # a whole run of every asset against the sandbox
+@pytest.mark.timeout(600)
+def test_no_read_ahead_of_an_api_another_run_holds(configured: Sandbox, warehouse: Warehouse) -> None:
+    """The first load step only tries the other API's lock: held by another run, that API is read in its
+    own step, once the lock is free, and the run still loads everything exactly."""
+    results: list[ExecuteInProcessResult] = []
+    with instance_for_test() as instance:
+        lock = Path(instance.root_directory) / "locks" / "feedback.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        run = threading.Thread(target=lambda: results.append(materialize(instance=instance)))
+        with open(lock, "a+") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # another run's feedback load
+            run.start()
+            _wait_for(instance, "Not reading feedback ahead: another run holds the feedback API's lock.", run)
+            _wait_for(instance, "Waiting for the feedback API", run)
+            assert configured.requests(api="feedback") == []
+        run.join(timeout=300)
+        assert results and results[0].success
+        assert "segment_people: read ahead since the run's first load step." in _messages(instance)
+    assert_warehouse_equals_api(warehouse, configured)
