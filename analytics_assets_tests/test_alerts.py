@@ -104,11 +104,12 @@ class Sensors(logging.Handler):
     def tick(self, name: str) -> list[dict[str, Any]]:
         """One tick of one sensor; returns the payloads POSTed during it."""
         before = len(self.receiver.bodies)
-        context = build_sensor_context(
+        # A context manager, as the daemon's: the `warehouse` resource has a teardown (the end of a run).
+        with build_sensor_context(
             instance=self.instance, cursor=self.cursors[name], definitions=defs, resources=defs.resources
-        )
-        context.log.addHandler(self)
-        self.cursors[name] = self.sensors[name].evaluate_tick(context).cursor
+        ) as context:
+            context.log.addHandler(self)
+            self.cursors[name] = self.sensors[name].evaluate_tick(context).cursor
         return [json.loads(body) for body in self.receiver.bodies[before:]]
 
     def emit(self, record: logging.LogRecord) -> None:
