@@ -305,7 +305,9 @@ class _Load:
         return metadata
 
 
-def _start_reads(run: _Load, resources: list[str], warehouse: WarehouseResource) -> EndpointReads:
+def _start_reads(
+    run: _Load, resources: list[str], warehouse: WarehouseResource, ahead: bool = False
+) -> EndpointReads:
     """Start reading the endpoints `resources` of the load `run`, each into a pipeline of its own.
 
     Only the holder of the API's lock touches its dlt pipelines: creating one writes into its local
@@ -315,7 +317,7 @@ def _start_reads(run: _Load, resources: list[str], warehouse: WarehouseResource)
     pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
     warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
     loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in resources]
-    return EndpointReads(loads, run.read)
+    return EndpointReads(loads, run.read, restore_first_here=not ahead)
 
 
 def _read_later_steps(
@@ -350,7 +352,7 @@ def _read_later_steps(
             releases = [api_hold, warehouse.hold_lock(context.log, run_id)]
             try:
                 run = _Load(context.log, api, api.catalog, config, warehouse)
-                reads = _start_reads(run, selected, warehouse)
+                reads = _start_reads(run, selected, warehouse, ahead=True)
             except Exception as error:
                 for release in releases:
                     release()

@@ -59,18 +59,25 @@ class EndpointReads:
     """The endpoints of one op, each read in a thread of its own from the moment this is made; `write_each`
     then writes each one read whole as soon as it is, one at a time.
 
-    Each endpoint's pipeline is restored from the warehouse before it is read: the first in the calling
-    thread (see below), the others in their reading threads, one thread at a time (`_WAREHOUSE_TURN`),
-    side by side with the reads already going. `wait_restored` tells when none of them will open the
-    warehouse again: reading never does.
+    Each endpoint's pipeline is restored from the warehouse before it is read, in its reading thread,
+    one thread at a time (`_WAREHOUSE_TURN`), side by side with the reads already going; the first in the
+    calling thread when `restore_first_here` (see below). `wait_restored` tells when none of them will
+    open the warehouse again: reading never does.
 
     Args:
         loads: The endpoints of the op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
+        restore_first_here: Restore the first pipeline before any thread starts (the first reads of a
+            process); reads started ahead, later, need not wait for it.
     """
 
-    def __init__(self, loads: Sequence[EndpointLoad], read: Callable[[EndpointLoad], None]) -> None:
+    def __init__(
+        self,
+        loads: Sequence[EndpointLoad],
+        read: Callable[[EndpointLoad], None],
+        restore_first_here: bool = True,
+    ) -> None:
         self.loads = list(loads)
         self._restored = [threading.Event() for _ in self.loads]
         # dlt imports modules on first use (pyarrow, the destination's client), and threads importing a
@@ -78,7 +85,7 @@ class EndpointReads:
         # thread starts.
         import dlt.common.libs.pyarrow  # noqa: F401
 
-        if self.loads:
+        if self.loads and restore_first_here:
             try:
                 fresh_pipeline(self.loads[0].pipeline)
             except Exception as error:
