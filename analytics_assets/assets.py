@@ -316,7 +316,10 @@ def _start_reads(
     name = run.api.name
     pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
     warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
-    loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in resources]
+    # Paged lists first: their pipelines are restored first (one at a time), so the longest chains of
+    # requests start first (seen: `/people/all` started 1.1 s into a run, behind four one-page endpoints).
+    paged_first = sorted(resources, key=lambda r: run.catalog[r].limit_param is None)
+    loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in paged_first]
     return EndpointReads(loads, run.read, restore_first_here=not ahead)
 
 
