@@ -147,16 +147,3 @@ class EndpointReads:
             load = done.result()
             load.pipeline.activate()
             load.pipeline.drop_pending_packages()
-
-
-def load_side_by_side(
-    loads: Sequence[EndpointLoad],
-    read: Callable[[EndpointLoad], None],
-    write: Callable[[EndpointLoad], LoadInfo],
-) -> None:
-    """Read every endpoint at once; write each one read whole as soon as it is, one at a time.
-
-    A short list is in the warehouse while a long one still pages, and no fixed cost of a pipeline adds
-    up behind another (`EndpointReads`).
-    """
-    EndpointReads(loads, read).write_each(write)
