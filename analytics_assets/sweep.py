@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 from array import array
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import dlt
@@ -374,15 +373,13 @@ class SweepResult:
         return None
 
 
-def _served(sorted_hashes: array[int], rows: Sequence[Sequence[Any]]) -> list[bool]:
-    """Whether the key of each warehouse row (its key columns' values) is among the served ones: the
-    `_key_hash` of every row, a column at a time (a text column is its own `str`), looked up by bisection."""
-    columns = list(zip(*rows, strict=True))
+def _served(served: set[int], rows: Sequence[Sequence[Any]]) -> map[bool]:
+    """Whether the key of each warehouse row (its key columns' values) was served: the `_key_hash` of
+    every row, a column at a time (a text column is its own `str`)."""
+    # Column by column (`zip(*rows)` over 10,000 rows took 30 times longer).
+    columns = [list(map(itemgetter(i), rows)) for i in range(len(rows[0]))] if rows else []
     texts = [c if set(map(type, c)) <= {str} else map(str, c) for c in columns]
-    hashes = list(map(hash, zip(*texts, strict=True)))
-    last = len(sorted_hashes) - 1
-    found = map(bisect_left, repeat(sorted_hashes), hashes)
-    return [i <= last and sorted_hashes[i] == h for i, h in zip(found, hashes, strict=True)]
+    return map(served.__contains__, map(hash, zip(*texts, strict=True)))
 
 
 def sweep(
@@ -419,10 +416,13 @@ def sweep(
         active = f" where {column(VALID_TO)} is null" if history else ""
         stale: list[tuple[Any, ...]] = []
         present = 0
+        # A set while comparing: bisecting the array costs ~17 cache misses a key (3 us), a set one. Its
+        # memory is that of the set `distinct` held a moment before, which is gone by now.
+        lookup = set(hashes)
         try:
             with client.execute_query(f"select {', '.join(columns)} from {qualified}{active}") as cursor:
                 while rows := cursor.fetchmany(10_000):
-                    for row, served_ in zip(rows, _served(hashes, rows), strict=True):
+                    for row, served_ in zip(rows, _served(lookup, rows), strict=True):
                         if served_:
                             present += 1
                         else:
