@@ -29,16 +29,19 @@ Plain dlt and pyarrow, no Dagster import: a step of a `rest_api` resource (`rest
 
 from __future__ import annotations
 
+import base64
 import functools
 import inspect
+import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
 from dlt.common.schema import Schema, TColumnSchema
 from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
 from dlt.common.schema.utils import autodetect_sc_type, has_default_column_prop_value, hint_to_column_prop
@@ -63,7 +66,34 @@ _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 
 
-def _first(values: list[Any]) -> Any:
+def _columns(rows: list[dict[str, Any]], fields: list[str]) -> Sequence[Sequence[Any]]:
+    """The values of each field, row by row (None where a row lacks the field)."""
+    if len(fields) > 1:
+        try:  # every row has every field (nearly always): one pass in C
+            return list(zip(*map(itemgetter(*fields), rows), strict=True))
+        except KeyError:
+            pass
+    return [[row.get(field) for row in rows] for field in fields]
+
+
+def _dlt_ids(n: int, size: int = DLT_ID_LENGTH_BYTES) -> pa.Array:
+    """`n` values of `_dlt_id` as dlt makes them (`generate_dlt_ids`: `size` random bytes in standard
+    base64 without its padding), made at once instead of one by one: the bytes of each id, zero bytes
+    up to a multiple of 3, encode on their own, and the characters before the zeros' are those of the
+    id's bytes alone (base64 pads with zero bits)."""
+    block = -(-size // 3) * 3
+    chars = -(-size * 4 // 3)  # the characters of `size` bytes, without padding
+    random = secrets.token_bytes(size * n)
+    blocks = bytearray(block * n)
+    for i in range(size):  # byte i of every id: one strided copy in C each
+        blocks[i::block] = random[i::size]
+    width = block // 3 * 4
+    offsets = pa.array(range(0, width * n + 1, width), pa.int32()).buffers()[1]
+    encoded = pa.StringArray.from_buffers(n, offsets, pa.py_buffer(base64.b64encode(blocks)))
+    return pc.utf8_slice_codeunits(encoded, 0, chars)
+
+
+def _first(values: Sequence[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
@@ -125,19 +155,17 @@ class _Page:
     def table(self) -> pa.Table | None:
         """The Arrow table, or None when the page must go as rows."""
         rows = self.rows
-        if self.new_table:  # the fields in order of first appearance (dicts keep their keys' order)
-            fields: Iterable[str] = {f: None for row in rows for f in row}
-        else:
-            fields = set().union(*rows)
+        # A new table's fields in order of first appearance (dicts keep their keys' order).
+        fields = list({f: None for row in rows for f in row} if self.new_table else set().union(*rows))
+        columns = _columns(rows, fields)
         names: set[str] = set()
         arrays: dict[str, pa.Array] = {}
         timestamps: list[str] = []
-        for field in fields:
+        for field, values in zip(fields, columns, strict=True):
             name = self._name(field)
             if name in names or name.startswith("_dlt"):
                 return None  # two fields in one column, or one of dlt's own: the row path decides
             names.add(name)
-            values = [row.get(field) for row in rows]
             column = self.columns.get(name) or {}
             data_type = column.get("data_type")
             if data_type is None:
@@ -181,7 +209,7 @@ class _Page:
         if self.created:
             self._create_columns()
         arrays[C_DLT_LOAD_ID] = pa.array([self.load_id] * len(rows), pa.string())
-        arrays[C_DLT_ID] = pa.array(generate_dlt_ids(len(rows)), pa.string())
+        arrays[C_DLT_ID] = _dlt_ids(len(rows))
         # In the table's order, as nullable as the columns (dlt reorders a table, and warns about
         # every difference in nullability, otherwise).
         order = [name for name in self.columns if name in arrays]

@@ -148,7 +148,9 @@ def assemble(
             paginator = resource["endpoint"].get("paginator")  # type: ignore[union-attr]
             if isinstance(paginator, ShortPageOffsetPaginator):
                 paginator.on_end_unseen = served_keys.reporter(name)
-    built = rest_api_resources(served_keys.track(config) if served_keys else config)
+    built = rest_api_resources(config)
+    if served_keys is not None:
+        served_keys.track(config, built)  # first: before any step added below or later (history's)
     # dlt 1.31 drops `parallelized` from top-level rest_api resources (their generator takes an
     # `Incremental`, and the incremental wrapper replaces the parallel one): they would run one after
     # another. Children are parallelized by rest_api itself, one call per parent record.

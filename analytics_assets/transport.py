@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from dlt.sources.helpers.requests import Client
 from requests import PreparedRequest, Response, Session
 from requests.adapters import HTTPAdapter
+from requests.utils import guess_json_utf
 
 from analytics_assets.prefetch import PagePrefetcher
 
@@ -152,6 +154,43 @@ class RequestStats:
             self._failed[url] = _Attempt(reason, time.monotonic(), previous.number + 1 if previous else 1)
 
 
+_DIGITS = bytes(ord("0") if chr(i).isdigit() and i < 128 else ord(" ") for i in range(256))
+"""A table mapping each ASCII digit to `0` and any other byte to a space."""
+_LONG_NUMBER = b"0" * 19
+"""19 digits in a row (after `_DIGITS`): maybe an integer beyond 64 bits, which orjson reads as a float
+(requests' parser as an int). 18 digits are always below 2**63. Looked for with `bytes.translate` and
+`in`: a regular expression takes longer than the parse."""
+
+
+class _JsonResponse(Response):
+    """A response whose `json()` parses UTF-8 bytes with orjson: a third of the time of the parser
+    requests uses, and the same values.
+
+    Only where requests would read the body as UTF-8 too (the charset says so, or none is given and the
+    bytes are UTF-8 JSON: RFC 8259) and no number may be too long for orjson; anything orjson refuses
+    (invalid UTF-8, lone surrogates, NaN, huge exponents) goes to requests' own parser, which decides
+    and raises its own error.
+    """
+
+    def json(self, **kwargs: Any) -> Any:
+        content = self.content
+        encoding = (self.encoding or "").lower().replace("_", "-")
+        if (
+            not kwargs
+            and content
+            and (
+                encoding in ("utf-8", "utf8")
+                or (not encoding and len(content) > 3 and guess_json_utf(content) == "utf-8")
+            )
+            and _LONG_NUMBER not in content.translate(_DIGITS)
+        ):
+            try:
+                return orjson.loads(content)
+            except orjson.JSONDecodeError:
+                pass
+        return super().json(**kwargs)
+
+
 class _ObservedAdapter(HTTPAdapter):
     """Sees every attempt (retries included): paces it, bounds it in time, counts it, remembers why it failed."""
 
@@ -177,6 +216,11 @@ class _ObservedAdapter(HTTPAdapter):
                 raise
         retried = response.status_code in RETRY_STATUS_CODES
         self.stats.after(url, f"HTTP {response.status_code}" if retried else None)
+        return response
+
+    def build_response(self, req: PreparedRequest, resp: Any) -> Response:
+        response = super().build_response(req, resp)
+        response.__class__ = _JsonResponse  # parsed by dlt's REST client on every page (`_JsonResponse`)
         return response
 
 
@@ -239,6 +283,32 @@ def expect_json(api: str, data_selector: str) -> Callable[..., Response]:
     return check
 
 
+class _EnvironmentOnce:
+    """`Session.merge_environment_settings` read once per scheme and host: its answer (proxies,
+    `no_proxy`, `REQUESTS_CA_BUNDLE`) depends on nothing else when the request brings no settings of
+    its own, and the environment does not change during a run."""
+
+    def __init__(self, merge: Callable[..., dict[str, Any]]) -> None:
+        self._merge = merge
+        self._known: dict[tuple[str, str, bool], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        if proxies or stream is not None or verify is not None or cert is not None or not url:
+            return self._merge(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc, proxies is None)  # None takes no proxies from the environment
+        with self._lock:
+            settings = self._known.get(origin)
+        if settings is None:
+            settings = self._merge(url, proxies, stream, verify, cert)
+            with self._lock:
+                self._known[origin] = settings
+        # A copy each time: the caller adds its own arguments to it.
+        proxies = settings["proxies"]
+        return {**settings, "proxies": dict(proxies) if proxies is not None else None}
+
+
 @dataclass
 class Transport:
     """The HTTP side of one source for one run: a session with retries, pacing and observation."""
@@ -271,6 +341,9 @@ class Transport:
             limit = max(int(self.requests_per_minute * self.rate_window_seconds / 60), 1)
             pacer = Pacer(limit, self.rate_window_seconds)
         session = client.session
+        # dlt asks for the environment's proxies and CA bundle before every request, reading the whole
+        # environment each time (a tenth of a page's time): read once per host for this run.
+        session.merge_environment_settings = _EnvironmentOnce(session.merge_environment_settings)  # type: ignore[method-assign]
         adapter = _ObservedAdapter(self.stats, pacer, self.retry.timeout)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

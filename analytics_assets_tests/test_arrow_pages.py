@@ -7,6 +7,7 @@ rows (`SOURCES__AUDIENCE__ARROW_PAGES=false`), once with the defaults, and compa
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,7 +16,9 @@ from typing import Any
 
 import dlt
 import pytest
+from dlt.common.utils import many_uniq_ids_base64
 
+from analytics_assets.arrow_pages import _dlt_ids
 from analytics_assets_tests.conftest import Warehouse, make_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
@@ -187,3 +190,14 @@ def configured_sandbox(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> San
     for name, value in sandbox.env().items():
         monkeypatch.setenv(name, value)
     return sandbox
+
+
+@pytest.mark.parametrize("size", [10, 16, 11])
+def test_the_row_ids_of_an_arrow_page_are_made_as_dlt_makes_them(size: int) -> None:
+    ids = _dlt_ids(2_000, size).to_pylist()
+    assert len(set(ids)) == 2_000
+    assert {len(i) for i in ids} == {len(dlt_id) for dlt_id in many_uniq_ids_base64(10, size)}
+    for row_id in ids:  # `size` bytes in standard base64, without its padding
+        raw = base64.b64decode(row_id + "=" * (-len(row_id) % 4), validate=True)
+        assert len(raw) == size
+        assert base64.b64encode(raw).decode("ascii").rstrip("=") == row_id

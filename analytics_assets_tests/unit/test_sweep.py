@@ -13,7 +13,9 @@ from typing import Any
 
 import dlt
 import pytest
+from dlt.sources.rest_api import rest_api_resources
 
+from analytics_assets import sweep as sweep_module
 from analytics_assets.sweep import KeyTypeError, MissingKeyError, Repeats, ServedKeys, SweepResult, sweep
 
 
@@ -120,23 +122,60 @@ def segments_config() -> dict[str, Any]:
     }
 
 
-def test_track_adds_the_recording_step_after_the_configs_own() -> None:
+def test_track_adds_the_recording_step_after_the_configs_own_and_before_the_cursor() -> None:
     served = ServedKeys()
     config = segments_config()
-    own = {"map": lambda record: record}
-    config["resources"][0]["processing_steps"] = [own]
-    assert served.track(config) is config  # type: ignore[arg-type]
-    steps = config["resources"][0]["processing_steps"]
-    assert steps[0] is own
-    steps[1]["map"]({"id": 7})
-    config["resources"][1]["processing_steps"][0]["map"]({"segment_id": 7, "id": "a"})
-    assert len(served.sorted_hashes("segments")) == 1
+    config["resources"][0]["processing_steps"] = [{"map": lambda record: record}]
+    config["resources"][0]["endpoint"]["incremental"] = {"cursor_path": "updatedAt"}
+    resources = rest_api_resources(config)  # type: ignore[arg-type]
+    served.track(config, resources)  # type: ignore[arg-type]
+    by_name = {r.name: r for r in resources}
+    steps = [type(step).__name__ for step in by_name["segments"]._pipe.steps[1:]]
+    assert steps == ["MapItem", "_KeyStep", "IncrementalResourceWrapper"]
+    steps_of_both = [s for name in ("segments", "segment_people") for s in by_name[name]._pipe.steps]
+    page_step, record_step = [s for s in steps_of_both if isinstance(s, sweep_module._KeyStep)]
+    page_step([{"id": 7}, {"id": 8}])  # a page
+    record_step({"segment_id": 7, "id": "a"})  # a single record
+    assert len(served.sorted_hashes("segments")) == 2
     assert len(served.sorted_hashes("segment_people")) == 1
+
+
+def test_a_page_records_what_its_records_one_by_one_would() -> None:
+    pages, records = ServedKeys(), ServedKeys()
+    observe_page, observe_one = pages.observer("peoples", ["id"]), records.step("peoples", ["id"])
+    ids = [f"person-{i}" for i in range(10_000)]
+    # Repeated 10, ~1,000 and ~6,000 records after the first time (the window names the first two).
+    served = [*ids[:6_000], "person-5990", *ids[6_000:], "person-9000", "person-10", "person-9999"]
+    for start in range(0, len(served), 5_000):
+        observe_page([{"id": i} for i in served[start : start + 5_000]])
+    for person_id in served:
+        observe_one({"id": person_id})
+    assert pages.sorted_hashes("peoples") == records.sorted_hashes("peoples")
+    assert (
+        pages.repeats("peoples")
+        == records.repeats("peoples")
+        == Repeats(4, ("person-5990", "person-9000", "person-9999"))
+    )
+
+
+def test_a_page_stops_at_its_first_record_at_fault_having_recorded_those_before() -> None:
+    served = ServedKeys()
+    observe = served.observer("segment_people", ["segment_id", "id"])
+    observe([{"segmentId": 1, "id": "a"}])
+    with pytest.raises(KeyTypeError) as raised:
+        observe([{"segmentId": 1, "id": "b"}, {"segmentId": "2", "id": "c"}, {"segmentId": 3, "id": None}])
+    assert (raised.value.field, raised.value.value) == ("segmentId", "2")
+    assert len(served.sorted_hashes("segment_people")) == 2
+    with pytest.raises(MissingKeyError) as missing:
+        observe([{"segmentId": 4, "id": "d"}, {"segmentId": 5, "id": ""}])
+    assert missing.value.fields == ["id"]
+    assert len(served.sorted_hashes("segment_people")) == 3
 
 
 def test_an_unseen_end_is_the_first_reason_and_covers_the_children() -> None:
     served = ServedKeys()
-    served.track(segments_config())  # type: ignore[arg-type]
+    config = segments_config()
+    served.track(config, rest_api_resources(config))  # type: ignore[arg-type]
     assert served.end_unseen("segments") is None
     report = served.reporter("segments")
     report("GET /segments answered the same 100 records")

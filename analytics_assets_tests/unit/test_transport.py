@@ -3,6 +3,7 @@ hand-made responses, and the session's retry rule over a fake adapter (no server
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import pytest
 import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
+from urllib3 import HTTPResponse
 
 from analytics_assets import transport
 from analytics_assets.transport import (
@@ -303,3 +305,79 @@ def test_the_session_paces_requests_under_a_rate_limit(canned: CannedAdapter, cl
     for _ in range(3):
         session.get("https://api.example.com/surveys")
     assert len(clock.slept) == 1  # the third request waited for the window, on the fake clock
+
+
+def parsed_both_ways(body: bytes, encoding: str | None) -> tuple[object, object]:
+    """A page's body read by the session's responses (`_JsonResponse`) and by requests' own."""
+    answers = []
+    for kind in (transport._JsonResponse, Response):
+        made = kind()
+        made.status_code = 200
+        made._content = body
+        made.encoding = encoding
+        try:
+            answers.append(made.json())
+        except requests.JSONDecodeError as error:
+            answers.append(type(error))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", None])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"people": [{"id": "p-1", "score": 21.1, "ok": true, "n": null, "tags": ["a", "ü"]}]}'.encode(),
+        b'{"id": 123456789012345678901234567890, "small": -9223372036854775809}',  # beyond 64 bits
+        b'{"ratio": NaN, "big": 1e400}',  # what requests' parser reads and orjson refuses
+        b'{"text": "\\ud800"}',  # a lone surrogate
+        b'{"name": "Jos\xe9"}',  # not UTF-8: requests replaces the byte
+        b"\xef\xbb\xbf" + b'{"id": 1}',  # a byte order mark
+        b'{"id": 1, "id": 2}',
+        b"<html>not json</html>",
+    ],
+)
+def test_the_sessions_responses_read_json_as_requests_does(body: bytes, encoding: str | None) -> None:
+    ours, theirs = parsed_both_ways(body, encoding)
+    assert ours == theirs
+    assert repr(ours) == repr(theirs)  # an int stays an int, a float a float
+
+
+def test_the_session_builds_its_responses_to_read_json_fast() -> None:
+    session = quick_transport().session()
+    adapter = session.get_adapter("https://api.example.com")
+    assert isinstance(adapter, HTTPAdapter)
+    request = requests.Request("GET", "https://api.example.com/v1/people/all").prepare()
+    raw = HTTPResponse(
+        body=io.BytesIO(b'{"people": []}'),
+        status=200,
+        headers={"Content-Type": "application/json"},
+        preload_content=False,
+    )
+    built = adapter.build_response(request, raw)
+    assert isinstance(built, transport._JsonResponse)
+    assert built.json() == {"people": []}
+
+
+def test_the_session_reads_the_proxy_settings_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.com:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    session = quick_transport().session()
+    plain = requests.Session()
+
+    def settings(s: requests.Session, url: str) -> dict[str, object]:
+        return s.merge_environment_settings(url, {}, None, None, None)
+
+    for url in ("https://api.example.com/v1/people/all?offset=0", "https://internal.example.com/v1/x"):
+        assert settings(session, url) == settings(plain, url)
+        assert settings(session, url) == settings(plain, url)  # the second time from the first's answer
+    proxies = settings(session, "https://api.example.com/v1")["proxies"]
+    assert isinstance(proxies, dict) and proxies["https"] == "http://proxy.example.com:3128"
+    proxies = settings(session, "https://internal.example.com/v1")["proxies"]
+    assert isinstance(proxies, dict) and "https" not in proxies  # NO_PROXY
+    # A request's own settings are merged as requests does.
+    assert session.merge_environment_settings(
+        "https://api.example.com/v1", {"https": "http://other:1"}, None, False, None
+    ) == plain.merge_environment_settings(
+        "https://api.example.com/v1", {"https": "http://other:1"}, None, False, None
+    )
