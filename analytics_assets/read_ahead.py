@@ -35,7 +35,7 @@ class ReadAhead:
 
     step: str
     load: Any
-    """The step's own state of the load (`assets._Load`): its source, request stats, served keys."""
+    """The step's own state of the load (`assets._Load`): its source, request stats (`stats`), served keys."""
     reads: EndpointReads
     releases: Sequence[Release] = field(default_factory=list)
 
@@ -45,8 +45,9 @@ class ReadAhead:
             release()
 
     def discard(self) -> None:
-        """Wait for the reads, drop what they extracted, let go of the locks."""
+        """Stop the reads at their next request, drop what they extracted, let go of the locks."""
         try:
+            self.load.stats.stop()  # a long list (a reconciliation of responses, paced) ends now
             self.reads.discard()
         finally:
             self.release()

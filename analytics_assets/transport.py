@@ -110,6 +110,10 @@ class _Attempt:
     number: int
 
 
+class ReadDropped(Exception):
+    """A request of a read that was dropped: not sent (not an HTTP error, so never retried)."""
+
+
 @dataclass
 class RequestStats:
     """What one source's requests did during a run: counts per endpoint path, retries, the last request."""
@@ -121,6 +125,16 @@ class RequestStats:
     """The last URL (path and query, never headers) requested per path."""
     _failed: dict[str, _Attempt] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """Send no further request: what these requests are read for was dropped (`read_ahead.py`).
+        Requests already on their way finish; the next one raises `ReadDropped`."""
+        self._stopped.set()
+
+    def check_not_stopped(self, url: str) -> None:
+        if self._stopped.is_set():
+            raise ReadDropped(f"{self.api} API: not requesting GET {url}: the run dropped this read")
 
     def for_endpoint(self, path: str) -> tuple[int, int]:
         """Requests and retries of one endpoint (`/segments/{resources.segments.id}/people` matches them all)."""
@@ -207,6 +221,7 @@ class _ObservedAdapter(HTTPAdapter):
             kwargs["timeout"] = self.timeout
         parts = urlsplit(request.url or "")
         url = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.stats.check_not_stopped(url)  # a dropped read ends at its next request, not at the list's end
         with self.pacer.slot() if self.pacer else nullcontext():
             self.stats.before(url)
             try:

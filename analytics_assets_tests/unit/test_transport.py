@@ -18,6 +18,7 @@ from analytics_assets import transport
 from analytics_assets.transport import (
     ApiResponseError,
     Pacer,
+    ReadDropped,
     RequestStats,
     RetryPolicy,
     Transport,
@@ -381,3 +382,17 @@ def test_the_session_reads_the_proxy_settings_once_per_host(monkeypatch: pytest.
     ) == plain.merge_environment_settings(
         "https://api.example.com/v1", {"https": "http://other:1"}, None, False, None
     )
+
+
+@pytest.mark.parametrize("canned", [[200, 200]], indirect=True)
+def test_a_stopped_source_sends_no_further_request(canned: CannedAdapter) -> None:
+    """What a dropped read ahead does (`read_ahead.py`): it ends at its next request, which is never
+    sent nor retried."""
+    source = quick_transport()
+    session = source.session()
+    assert session.get("https://api.example.com/v1/people/all?offset=0&limit=100").status_code == 200
+    source.stats.stop()
+    with pytest.raises(ReadDropped, match="audience API: not requesting GET /v1/people/all"):
+        session.get("https://api.example.com/v1/people/all?offset=100&limit=100")
+    assert len(canned.sent) == 1
+    assert source.stats.requests["/v1/people/all"] == 1
