@@ -332,14 +332,20 @@ def _read_later_steps(
     take them), never for a refresh (it drops its tables first: it reads in its own turn), and only for
     an API whose lock no other run holds. A read ahead is a head start, never a failure of this step.
     """
-    if "in_process" not in context.job_def.executor_def.name:
-        return []
     started: list[ReadAhead] = []
     run_id = context.run.run_id
-    steps = context.run.step_keys_to_execute
-    in_run = context.job_def.asset_layer.selected_asset_keys
-    ops = context.run.run_config.get("ops")
-    ops_config: Mapping[str, Any] = ops if isinstance(ops, Mapping) else {}
+    try:
+        if "in_process" not in context.job_def.executor_def.name:
+            return []
+        steps = context.run.step_keys_to_execute
+        in_run = context.job_def.asset_layer.selected_asset_keys
+        ops = context.run.run_config.get("ops")
+        ops_config: Mapping[str, Any] = ops if isinstance(ops, Mapping) else {}
+    except Exception as error:  # the run's plan read another way by a later Dagster: no head start
+        context.log.warning(
+            f"Not reading ahead ({type(error).__name__}: {error}); each step reads in its turn."
+        )
+        return []
     for api in APIS:
         for step, resources in _load_groups(api).items():
             selected = [r for r in resources if AssetKey([api.name, r]) in in_run]
