@@ -46,8 +46,8 @@ defs = Definitions(
     # ran 67.5 s from first request to last response against 52.0 s in process, in the same session.
     # In process, the steps on the way to a child's load run first (`tags.CHILD_PATH`): no check runs
     # between the loads of a sync; and the first load step starts reading every other load step's
-    # endpoints (`read_ahead.py`): the steps take turns, their requests do not (0.80 x -> 0.43 x the
-    # longest chain of requests for the first sync at +50 ms, README "Performance").
+    # endpoints (`read_ahead.py`): the steps take turns, their requests do not (`make bench`: 0.70 x ->
+    # 0.41 x the longest chain of requests for the first sync at +50 ms, README "Performance").
     # Pools still apply to in-process steps.
     # A step starts once the outputs it needs exist, even when the step that made them failed: one
     # failed endpoint keeps only its own checks (and children) from running, not those of the endpoints
