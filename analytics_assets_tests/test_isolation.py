@@ -307,35 +307,13 @@ DELAY = 10
 """Seconds the people's first page is held back: room for a loaded machine to start the other reads."""
 
 
-def test_a_sync_reads_feedback_and_members_while_people_still_page(
-    configured: Sandbox, warehouse: Warehouse, cli: Cli
-) -> None:
-    """Reads ahead (`read_ahead.py`): the first load step starts the reads of the run's later loads, and
-    each later step writes its own in its turn, so no API waits for another's load and checks."""
-    change_everything(configured)
-    configured.clear_requests()
-    path, query = PEOPLE_FIRST_PAGE
-    configured.inject_fault(path, "latency", delay=DELAY, query=query)
-
-    done = cli.materialize("*")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    output = done.stdout + done.stderr
-    assert "feedback/responses, feedback/webhooks ahead for step feedback." in output
-    assert "segment_people: read ahead since the run's first load step." in output
-    # Every feedback request and every member list was asked for while the people's first page was
-    # still on its way (the sandbox answers it DELAY seconds after it arrived).
-    first_page = next(e for e in configured.requests(path=path) if e["query"].get("offset") == "0")
-    later = configured.requests(api="feedback") + configured.requests(path="/audience/v1/segments/*")
-    after = {e["path"]: round(e["time"] - first_page["time"], 1) for e in later}
-    assert later and max(after.values()) < DELAY, after
-    assert_warehouse_equals_api(warehouse, configured)
-
-
-def test_a_run_killed_while_it_reads_ahead_holds_nothing_back(
+def test_a_run_killed_while_it_reads_ahead_holds_nothing_back_and_the_next_reads_side_by_side(
     configured: Sandbox, warehouse: Warehouse, cli: Cli, tmp_path: Path
 ) -> None:
-    """SIGKILL of the whole run while the first load step pages and the others' reads ahead hold their
-    locks: the next run of the same instance loads at once, and exactly."""
+    """Reads ahead (`read_ahead.py`): the first load step starts the reads of the run's later loads, and
+    each later step writes its own in its turn. SIGKILL of the whole run while the first load step pages
+    and the others' reads ahead hold their locks: the next run of the same instance loads at once, and
+    exactly, its feedback and member requests side by side with the people's pages."""
     change_everything(configured)
     path, query = PEOPLE_FIRST_PAGE
     configured.inject_fault(path, "latency", delay=60, query=query)
@@ -362,9 +340,19 @@ def test_a_run_killed_while_it_reads_ahead_holds_nothing_back(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     configured.clear_faults()
+    configured.clear_requests()
+    configured.inject_fault(path, "latency", delay=DELAY, query=query)
 
     done = cli.materialize("*")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "Waiting for the" not in output  # the dead run's locks went with it
+    assert "feedback/responses, feedback/webhooks ahead for step feedback." in output
+    assert "segment_people: read ahead since the run's first load step." in output
+    # Every feedback request and every member list was asked for while the people's first page was
+    # still on its way (the sandbox answers it DELAY seconds after it arrived).
+    first_page = next(e for e in configured.requests(path=path) if e["query"].get("offset") == "0")
+    later = configured.requests(api="feedback") + configured.requests(path="/audience/v1/segments/*")
+    after = {e["path"]: round(e["time"] - first_page["time"], 1) for e in later}
+    assert later and max(after.values()) < DELAY, after
     assert_warehouse_equals_api(warehouse, configured)
