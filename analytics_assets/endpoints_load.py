@@ -94,27 +94,26 @@ class EndpointReads:
 
         def _read(load: EndpointLoad, restored: threading.Event) -> EndpointLoad:
             load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
-            try:
-                if load.error is not None:
-                    return load
-                if not restored.is_set():
-                    try:
-                        fresh_pipeline(load.pipeline)
-                    finally:
-                        restored.set()
-                read(load)
-            except Exception as error:  # kept for the report; the other endpoints go on
+            try:  # errors are kept for the report; the other endpoints go on
+                if load.error is None and not restored.is_set():
+                    fresh_pipeline(load.pipeline)
+            except Exception as error:
                 load.error = error
             finally:
-                restored.set()
+                restored.set()  # reading never opens the warehouse
+            if load.error is None:
+                try:
+                    read(load)
+                except Exception as error:
+                    load.error = error
             return load
 
-        self._pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="endpoint")
+        pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="endpoint")
         self._reads = [
-            self._pool.submit(_read, load, restored)
+            pool.submit(_read, load, restored)
             for load, restored in zip(self.loads, self._restored, strict=True)
         ]
-        self._pool.shutdown(wait=False)  # the threads end with their reads
+        pool.shutdown(wait=False)  # the threads end with their reads
 
     def wait_restored(self) -> None:
         """Return once every pipeline was restored (or failed to be): from then on, only writes open the
