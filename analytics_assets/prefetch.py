@@ -7,15 +7,18 @@ request keeps the seeds' retry rule and every attempt still goes through the pac
 `transport.py`). When dlt asks for page k of a list, the next pages k+1 .. k+N-1 are already on their
 way in a thread pool; dlt receives each page from its own request, in page order, and its paginator
 decides as before where the list ends (a short page, a repeated page). Nothing else changes: rows,
-the end of a list and the "end not seen" report are exactly those of a sequential read.
+the end of a list and the "end not seen" report are exactly those of a sequential read. The next offsets
+are guessed from the last step the paginator took (`ShortPageOffsetPaginator` moves by what a page held,
+less a one-record overlap), not from `limit`: an API serving fewer records a page than asked is read
+side by side too.
 
 What it costs: requests past the end of a list, at most one window (N-1) per list read. The window
 opens with the list: one page at a time for its first 4 pages, then one more page in flight for every
 4 pages read, up to N. Requests past the end are so never more than a quarter of a list's pages
 (short lists, like a segment's members, are read one page at a time), and a long list runs at N
 pages at once after its first ~4N pages. When dlt asks for an offset that was not predicted (the API
-ignored the limit and the paginator moved past a long page), the guesses are dropped and the rest of
-that list is read one page at a time, so a list never costs more than one window.
+changed its page size mid-list), the guesses are dropped and made again from the new step; after
+`_MAX_MISSES` such drops the rest of that list is read one page at a time.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ Send = Callable[..., Response]
 
 _PAGES_PER_STEP = 4
 """The window grows by one page for every this many pages of a list read (see the module's docstring)."""
+_MAX_MISSES = 2
+"""Wrong guesses of a list's next offsets before the rest of it is read one page at a time."""
 _MAX_LISTS = 256
 """Lists whose paging state is kept (least recently read dropped first): a dropped list only loses
 its guesses, its next page is then read as a first page."""
@@ -45,6 +50,10 @@ class _List:
 
     last: int
     pages: int = 1
+    step: int | None = None
+    """How far apart the list's last two offsets were: the page size the API really serves (less the
+    paginator's one-record overlap), which may be less than the `limit` asked for."""
+    misses: int = 0
     sequential: bool = False
     ahead: dict[int, Future[Response]] = field(default_factory=dict)
 
@@ -113,7 +122,7 @@ class PagePrefetcher:
         paging = _paging(urlsplit(request.url or "").query, self._offset_params, self._limit_param)
         if paging is None:
             return self._send(request, **kwargs)
-        name, offset, limit = paging
+        name, offset, _limit = paging
         key = _list_key(request, name)
         with self._lock:
             state = self._lists.get(key)
@@ -130,16 +139,18 @@ class PagePrefetcher:
                 self._lists.move_to_end(key)
                 future = state.ahead.pop(offset, None)
                 if future is None and state.ahead:
-                    # The paginator moved by another step than the limit (a page longer than asked):
-                    # guesses are wrong, the rest of this list is read one page at a time.
+                    # The paginator moved by another step than guessed (the API changed its page size
+                    # mid-list): the guesses go; a list that keeps doing so is read one page at a time.
                     state.drop_guesses()
-                    state.sequential = True
+                    state.misses += 1
+                    state.sequential = state.misses > _MAX_MISSES
+                state.step = offset - state.last
                 state.last = offset
                 state.pages += 1
                 if not state.sequential:
                     window = min(1 + (state.pages - 1) // _PAGES_PER_STEP, self.concurrency)
                     for i in range(1, window):
-                        ahead = offset + i * limit
+                        ahead = offset + i * state.step
                         if ahead not in state.ahead:
                             copy = request.copy()
                             copy.url = _with_offset(request.url or "", name, ahead)

@@ -7,6 +7,7 @@ Plain dlt, no Dagster import: the sources built from these run in a bare dlt pip
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -29,20 +30,43 @@ PAGE_SIZE = 100
 _PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
 
+class PageSizes:
+    """The most records one resource's pages held in this run, shared by every copy of its paginator
+    (dlt copies a paginator for each list it reads: one per parent record of a child)."""
+
+    def __init__(self) -> None:
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def saw(self, size: int) -> int:
+        """Count a page of `size` records; the most of the pages before it."""
+        with self._lock:
+            before, self.most = self.most, max(self.most, size)
+            return before
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PageSizes:
+        return self  # one count for every copy of the paginator
+
+
 class ShortPageOffsetPaginator(OffsetPaginator):
-    """Offset paging for APIs that return no total, read to the end of the list or saying it was not.
+    """Offset paging for APIs that return no total, read to the real end of the list or saying it was not.
 
     dlt's `OffsetPaginator` needs a `total` field (neither API has one) or pages until an empty page.
-    This one stops:
-    - on a page with fewer than `limit` records: it is the last one (no request for the empty page);
-    - on a page that repeats the previous one: the API ignores the paging parameters and answers the
-      same records whatever the offset. The repeat is not passed on (its records were already). When
-      the first answer was longer than `limit`, the API ignored the limit too and that answer was its
-      whole list; otherwise (a page of `limit` records, again and again) the rest of the list is out
+    An API may serve fewer records a page than asked without a word (one that lowered its maximum, a
+    server whose default page is 25), so a short page is no proof of the end. This one:
+    - moves the offset by what the page really held, not by `limit`;
+    - overlaps pages by one record: each page after the first is asked from the previous page's last
+      record. That record is passed on once; when the next page does not start with it, the list moved
+      under the read (records were deleted or inserted before the offset), so records may have been
+      skipped, and `on_moved` is told (a sweep then deletes nothing on this read's word alone);
+    - stops on an empty page, or on a page shorter than `limit` that is also shorter than the largest
+      page of the resource served in this run (`PageSizes`): that API serves more a page, so this page
+      is the end. So a list whose first page is short costs one more request (the overlap record alone);
+    - stops on a page that repeats the previous one: the API ignores the paging parameters and answers
+      the same records whatever the offset. The repeat is not passed on (its records were already).
+      When the first answer was longer than `limit`, the API ignored the limit too and that answer was
+      its whole list; otherwise (a page of `limit` records, again and again) the rest of the list is out
       of reach, and `on_end_unseen` is told why, so that this read deletes nothing (see `sweep`).
-
-    A page longer than `limit` moves the offset past all of its records, so an API that ignores only
-    the limit is read without overlap.
     """
 
     def __init__(self, offset_param: str, limit: int = PAGE_SIZE, limit_param: str = "limit") -> None:
@@ -56,35 +80,55 @@ class ShortPageOffsetPaginator(OffsetPaginator):
         self.on_end_unseen: Callable[[str], None] | None = None
         """Called with the reason when a read stops without having seen the end of its list. A plain
         function, so that it is shared by the copies dlt makes of the paginator (one per parent row)."""
+        self.on_moved: Callable[[str], None] | None = None
+        """Called with the reason when a page does not start where the previous one ended (shared too)."""
+        self.page_sizes = PageSizes()
         self._previous: int | None = None  # the fingerprint of the last page
+        self._last: str | None = None  # the last record of the last page, as text
 
     def init_request(self, request: Request) -> None:
         self._previous = None
+        self._last = None
         super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         # A page's records, not its body (which may carry a timestamp): its size and its first and
         # last records, taken before dlt's steps change them. Two pages of one list never share those.
-        page = hash((len(data), repr(data[0]), repr(data[-1]))) if data else None
+        size = len(data) if data else 0
+        page = hash((size, repr(data[0]), repr(data[-1]))) if data else None
         if data and page == self._previous:
             self._has_next_page = False
-            if len(data) <= self.limit and self.on_end_unseen is not None:
-                parts = urlsplit(response.url)
+            if size <= self.limit and self.on_end_unseen is not None:
                 self.on_end_unseen(
-                    f"GET {parts.path} answered the same {len(data)} records at {self.param_name}="
-                    f"{self.current_value} as on the page before: the API ignores the paging parameters"
-                    f" ({self.limit_param}, {self.param_name}), so the end of the list was never seen"
+                    f"GET {urlsplit(response.url).path} answered the same {size} records at"
+                    f" {self.param_name}={self.current_value} as on the page before: the API ignores the"
+                    f" paging parameters ({self.limit_param}, {self.param_name}), so the end of the list"
+                    " was never seen"
                 )
             # dlt wraps `data` into the page it yields after this call: these records were passed on
             # with the previous page already, and are not served twice.
             data.clear()
             return
         self._previous = page
-        super().update_state(response, data)
-        if data is not None and len(data) < self.limit:
+        most_before = self.page_sizes.saw(size)
+        if not data:
             self._has_next_page = False
-        elif data is not None and len(data) > self.limit:
-            self.current_value += len(data) - self.limit
+            return
+        last = repr(data[-1])
+        if self._last is not None:
+            if repr(data[0]) == self._last:
+                del data[0]  # the overlap: passed on with the page before
+            elif self.on_moved is not None:
+                self.on_moved(
+                    f"GET {urlsplit(response.url).path} at {self.param_name}={self.current_value} did not"
+                    " start with the record the page before ended with: the list changed while it was read"
+                )
+        self._last = last
+        if size < self.limit and size < most_before:
+            self._has_next_page = False  # this API serves more a page: this one is the last
+            return
+        # From the last record on (a page of one record moves on by one: no overlap is possible).
+        self.current_value += size - 1 if size > 1 else size
 
 
 class PathSegment(str):
@@ -148,6 +192,7 @@ def assemble(
             paginator = resource["endpoint"].get("paginator")  # type: ignore[union-attr]
             if isinstance(paginator, ShortPageOffsetPaginator):
                 paginator.on_end_unseen = served_keys.reporter(name)
+                paginator.on_moved = served_keys.mover(name)
     built = rest_api_resources(config)
     if served_keys is not None:
         served_keys.track(config, built)  # first: before any step added below or later (history's)

@@ -125,6 +125,7 @@ class _ResourceKeys:
         self.sample: list[Any] = []
         self.lock = threading.Lock()  # the pages of a child come from several threads
         self.end_unseen: str | None = None
+        self.moved: str | None = None
         self._distinct: array[int] | None = None
         self._total = 0
 
@@ -315,18 +316,46 @@ class ServedKeys:
 
         return report
 
-    def end_unseen(self, resource: str) -> str | None:
-        """Why this run did not see the end of the list of `resource` or of its parent's (a child read
-        from part of its parents is part of its list too), or None when it saw every end."""
+    def mover(self, resource: str) -> Callable[[str], None]:
+        """A function a paginator of `resource` calls with the reason when a page did not start where
+        the page before it ended (see `ShortPageOffsetPaginator`). The first reason is kept."""
+        keys = self._keys(resource)
+
+        def report(reason: str) -> None:
+            with keys.lock:
+                keys.moved = keys.moved or reason
+
+        return report
+
+    def _of_lineage(self, resource: str, reason: Callable[[str, _ResourceKeys], str | None]) -> str | None:
+        # A child read from part of its parents' list is part of its own list too.
         seen: set[str] = set()
         name: str | None = resource
         while name is not None and name not in seen:
             seen.add(name)
             keys = self._resources.get(name)
-            if keys is not None and keys.end_unseen:
-                return keys.end_unseen if name == resource else f"its parent {name}: {keys.end_unseen}"
+            if keys is not None and (found := reason(name, keys)):
+                return found if name == resource else f"its parent {name}: {found}"
             name = self._parents.get(name)
         return None
+
+    def end_unseen(self, resource: str) -> str | None:
+        """Why this run did not see the end of the list of `resource` or of its parent's, or None when
+        it saw every end."""
+        return self._of_lineage(resource, lambda name, keys: keys.end_unseen)
+
+    def moved(self, resource: str) -> str | None:
+        """Why the list of `resource` (or of its parent) may have moved under this run's read, so that a
+        key missing from it proves nothing on its own: a page that did not start where the one before
+        ended, or keys served twice. None for a read that saw its list hold still."""
+
+        def reason(name: str, keys: _ResourceKeys) -> str | None:
+            if keys.moved:
+                return keys.moved
+            repeats = len(keys.hashes) - len(keys.distinct())
+            return f"{repeats} record(s) were served twice, so others may have been skipped" if repeats else None
+
+        return self._of_lineage(resource, reason)
 
     def sorted_hashes(self, resource: str) -> array[int]:
         """The distinct key hashes served for `resource`, sorted for lookups."""

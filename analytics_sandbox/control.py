@@ -23,6 +23,8 @@ SANDBOX_OPERATIONS = frozenset(
         "set_rate_limit",
         "set_feedback_generation",
         "set_paging",
+        "set_page_max",
+        "delete_after_page",
         "requests",
         "clear_requests",
         "stats",

@@ -121,11 +121,13 @@ def serve(
     segment_id: int | None,
     query: dict[str, str],
     paging: str = "default",
+    page_max: int | None = None,
 ) -> tuple[int, str, bytes]:
     """(status, content type, body) of an authorised request to a known endpoint.
 
     Args:
         paging: One of `PAGING_MODES`.
+        page_max: At most this many records a page, whatever `limit` asks (`Sandbox.set_page_max`).
     """
     try:
         limit = _int_param(query, "limit", 1)
@@ -145,6 +147,8 @@ def serve(
         limit = DEFAULT_PAGE_SIZE
     elif paging == "pages":
         limit = MAX_LIMIT
+    if page_max is not None:
+        limit = page_max if limit is None else min(limit, page_max)
     records = dataset.page(endpoint.resource, offset, limit, sort=sort, order=order, segment_id=segment_id)
     if records is None:
         return (404, *error_response(api, 404))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -15,6 +16,20 @@ from .generate import KEY_FIELDS
 from .requestlog import RequestLog
 from .routes import AUDIENCE_PREFIX, FEEDBACK_PREFIX, PAGING_MODES
 from .server import SandboxHTTPServer
+
+
+@dataclass
+class _DeletionsAfterPage:
+    page: int
+    keys: list[Any]
+    served: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self) -> bool:
+        """Count one page served; True once, when it is the awaited page."""
+        with self.lock:
+            self.served += 1
+            return self.served == self.page
 
 
 def check_loopback(host: str) -> None:
@@ -59,6 +74,8 @@ class Sandbox:
         self.feedback_generation = self.config.feedback_generation
         self.feedback_licensed = self.config.feedback_licensed
         self.paging: dict[str, str] = {}
+        self.page_max: dict[str, int] = {}
+        self.deletions_after_page: dict[str, _DeletionsAfterPage] = {}
         # Set on stop: wakes requests sleeping on injected latency.
         self.stopping = threading.Event()
         self._server: SandboxHTTPServer | None = None
@@ -154,6 +171,7 @@ class Sandbox:
             "feedback_generation": self.feedback_generation,
             "feedback_licensed": self.feedback_licensed,
             "paging": dict(self.paging),
+            "page_max": dict(self.page_max),
         }
 
     # -- faults, latency, rate limits ------------------------------------------------------------
@@ -250,6 +268,36 @@ class Sandbox:
         else:
             self.paging[resource] = mode
 
+    def set_page_max(self, resource: str, records: int | None) -> None:
+        """Serve at most `records` records a page of `resource`, whatever `limit` asks, without a word:
+        an API that lowered its page maximum (None: the endpoint's own maximum again)."""
+        if resource not in KEY_FIELDS:
+            raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(KEY_FIELDS)}")
+        if records is None:
+            self.page_max.pop(resource, None)
+        elif records < 1:
+            raise ValueError(f"records must be at least 1, got {records}")
+        else:
+            self.page_max[resource] = int(records)
+
+    def delete_after_page(self, resource: str, page: int, keys: list[Any]) -> None:
+        """Delete the records `keys` of `resource` right after the `page`-th page of it is served (1 is
+        the first): a list that changes while a client pages through it. Once."""
+        if resource not in KEY_FIELDS:
+            raise ValueError(f"unknown resource {resource!r}; expected one of {', '.join(KEY_FIELDS)}")
+        if page < 1:
+            raise ValueError(f"page must be at least 1, got {page}")
+        self.deletions_after_page[resource] = _DeletionsAfterPage(page, list(keys))
+
+    def served_page(self, resource: str) -> None:
+        """Count a page of `resource` served; run the deletions waiting for it (the server calls this)."""
+        waiting = self.deletions_after_page.get(resource)
+        if waiting is None or not waiting.count():
+            return
+        del self.deletions_after_page[resource]
+        for key in waiting.keys:
+            self.data.delete_record(resource, key)
+
     # -- request log -----------------------------------------------------------------------------
 
     def requests(self, api: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
@@ -278,4 +326,6 @@ class Sandbox:
         self.rate_limiter.clear()
         self.latency = 0.0
         self.paging.clear()
+        self.page_max.clear()
+        self.deletions_after_page.clear()
         self.log.clear()

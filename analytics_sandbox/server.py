@@ -274,4 +274,9 @@ class Handler(BaseHTTPRequestHandler):
             if instead is not None:
                 return instead
         paging = sandbox.paging.get(endpoint.resource, "default")
-        return routes.serve(sandbox.data, api, endpoint, segment_id, query, paging)
+        answer = routes.serve(
+            sandbox.data, api, endpoint, segment_id, query, paging, sandbox.page_max.get(endpoint.resource)
+        )
+        if answer[0] == 200:
+            sandbox.served_page(endpoint.resource)
+        return answer
