@@ -45,10 +45,17 @@ from analytics_assets.locks import api_lock, hold_api_lock
 from analytics_assets.naming import pipeline_naming
 from analytics_assets.read_ahead import ReadAhead
 from analytics_assets.settings import source_setting
-from analytics_assets.sweep import ServedKeys, SweepResult, sweep
+from analytics_assets.sweep import (
+    ServedKeys,
+    SweepPlan,
+    SweepRefusedError,
+    SweepResult,
+    apply_sweep,
+    plan_sweep,
+)
 from analytics_assets.tags import CHILD_PATH
 from analytics_assets.translator import ApiTranslator
-from analytics_assets.transport import RequestStats
+from analytics_assets.transport import KeyRefusal, RequestStats
 from analytics_assets.warehouse import WarehouseResource
 
 
@@ -141,15 +148,18 @@ class _Load:
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
         warehouse: WarehouseResource,
+        refusal: KeyRefusal | None = None,
     ) -> None:
         self.log = log
         """The log of the step it works for (a read ahead starts in an earlier step: see `read_ahead.py`)."""
         self.api = api
         self.file_format = warehouse.loader_file_format()
+        self.max_row_drop = warehouse.max_row_drop_share()
         self.catalog = catalog
         self.full_scan = config.full_scan or config.refresh
         self.refresh = config.refresh
-        self.stats = RequestStats(api.name)
+        # One refusal per API per run: a refused key ends the reads of every step of that API.
+        self.stats = RequestStats(api.name, refusal=refusal or KeyRefusal())
         self.served = ServedKeys()
         self.synced_at = datetime.now(UTC)
         """The sync's time: history tables open and close versions at it."""
@@ -207,7 +217,18 @@ class _Load:
                 f" {self.api.name}/{load.resource} is not available on this plan; its table stays as it was."
             )
 
+    def sweeps(self, resource: str) -> bool:
+        """Whether this run's read of `resource` is of its whole list, so that it sweeps."""
+        return self.full_scan or not self.catalog[resource].stops_early  # a nightly window waits
+
+    def plan(self, pipeline: dlt.Pipeline, resource: str, served: ServedKeys) -> SweepPlan:
+        """What the sweep after this write deletes; raises `SweepRefusedError` (nothing gets written)
+        above the warehouse's `max_row_drop`."""
+        return plan_sweep(pipeline, resource, self.catalog[resource].primary_key, served, self.max_row_drop)
+
     def write(self, load: EndpointLoad) -> LoadInfo:
+        if not load.unavailable and self.sweeps(load.resource):
+            load.sweep_plan = self.plan(load.pipeline, load.resource, self.served)
         # normalize() and load() rather than run(): run() would sync with the warehouse again, which on a
         # first load (no dataset yet) wipes the package just extracted.
         load.pipeline.normalize()
@@ -239,16 +260,15 @@ class _Load:
         return added
 
     def sweep(self, load: EndpointLoad) -> SweepResult | None:
-        """Remove the rows the API no longer serves, when this run read the resource's whole list.
+        """Remove the rows the API no longer serves, as planned before the write (`sweep.plan_sweep`).
 
         A served key missing from the warehouse means offset paging skipped a row while the API changed
         under it, and the cursor would keep it out: the resource is then read and rewritten in full.
         """
         resource, pipeline = load.resource, load.pipeline
-        endpoint = self.catalog[resource]
-        if endpoint.stops_early and not self.full_scan:
+        if load.sweep_plan is None:
             return None  # a nightly read of a window: deletions wait for the reconciliation
-        result = sweep(pipeline, resource, endpoint.primary_key, self.served, self.synced_at)
+        result = apply_sweep(pipeline, load.sweep_plan, self.synced_at)
         log = self.log
         if result.warning:
             log.warning(f"{self.api.name} API, {resource}: {result.warning}")
@@ -257,7 +277,7 @@ class _Load:
                 f"{self.api.name} API served no {resource} this run; kept the warehouse rows. If the source"
                 " is really empty, run a refresh (run config `refresh: true`)."
             )
-        elif result.missing and endpoint.cursor and not self.full_scan:
+        elif result.missing and self.catalog[resource].cursor and not self.full_scan:
             log.warning(
                 f"{result.missing} {resource} served by the {self.api.name} API are missing from the warehouse"
                 " (offset paging shifted while the API changed); reading and rewriting all of them."
@@ -266,8 +286,17 @@ class _Load:
             source = configured_source(
                 self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
             ).with_resources(resource)
-            pipeline.run(source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format)
-            result = sweep(pipeline, resource, endpoint.primary_key, repair, self.synced_at)
+            pipeline.extract(
+                source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format
+            )
+            try:
+                plan = self.plan(pipeline, resource, repair)
+            except SweepRefusedError:
+                pipeline.drop_pending_packages()
+                raise
+            pipeline.normalize()
+            pipeline.load().raise_on_failed_jobs()
+            result = apply_sweep(pipeline, plan, self.synced_at)
         return result
 
     def described(self, metadata: Mapping[str, Any], load: EndpointLoad) -> dict[str, Any]:
@@ -292,6 +321,7 @@ class _Load:
         if swept is not None:
             metadata["keys_served"] = MetadataValue.int(swept.served)
             metadata["rows_deleted"] = MetadataValue.int(swept.deleted)
+            metadata["rows_unconfirmed"] = MetadataValue.int(swept.unconfirmed)
         metadata.update(
             history_metadata(load.pipeline, self.api.name, load.resource, swept.closed if swept else None)
         )
@@ -324,7 +354,7 @@ def _start_reads(
 
 
 def _read_later_steps(
-    context: AssetExecutionContext, warehouse: WarehouseResource, current: str
+    context: AssetExecutionContext, warehouse: WarehouseResource, current: str, current_run: _Load
 ) -> list[ReadAhead]:
     """Start the reads of the run's other load steps now, for them to write in their turn (`read_ahead.py`).
 
@@ -339,13 +369,19 @@ def _read_later_steps(
             return []
         steps = context.run.step_keys_to_execute
         in_run = context.job_def.asset_layer.selected_asset_keys
-        ops = context.run.run_config.get("ops")
-        ops_config: Mapping[str, Any] = ops if isinstance(ops, Mapping) else {}
+        # A step's config is the run's, else the job's default (a scheduled `weekly_reconciliation` run
+        # carries no config of its own: its full scan is the job's default).
+        given, default = context.run.run_config.get("ops"), (context.job_def.run_config or {}).get("ops")
+        ops_config: Mapping[str, Any] = {
+            **(default if isinstance(default, Mapping) else {}),
+            **(given if isinstance(given, Mapping) else {}),
+        }
     except Exception as error:  # the run's plan read another way by a later Dagster: no head start
         context.log.warning(
             f"Not reading ahead ({type(error).__name__}: {error}); each step reads in its turn."
         )
         return []
+    refusals = {current_run.api.name: current_run.stats.refusal}
     for api in APIS:
         for step, resources in _load_groups(api).items():
             selected = [r for r in resources if AssetKey([api.name, r]) in in_run]
@@ -360,7 +396,8 @@ def _read_later_steps(
                 continue
             releases = [api_hold, warehouse.hold_lock(context.log, run_id)]
             try:
-                run = _Load(context.log, api, api.catalog, config, warehouse)
+                refusal = refusals.setdefault(api.name, KeyRefusal())
+                run = _Load(context.log, api, api.catalog, config, warehouse, refusal)
                 reads = _start_reads(run, selected, warehouse, ahead=True)
             except Exception as error:
                 for release in releases:
@@ -443,7 +480,9 @@ def _build_load_assets(
             else:
                 run = _Load(context.log, api, catalog, config, warehouse)
                 reads = _start_reads(run, selected, warehouse)
-            later = _read_later_steps(context, warehouse, load) if read_ahead.first_load_step(run_id) else []
+            later = (
+                _read_later_steps(context, warehouse, load, run) if read_ahead.first_load_step(run_id) else []
+            )
             loads = reads.write_each(run.write)
             for started in later:  # what follows opens the warehouse outside `_WAREHOUSE_TURN`
                 started.reads.wait_restored()

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import dlt
 from dlt.common.pipeline import LoadInfo
 
+from analytics_assets.sweep import SweepPlan
+
 
 @dataclass
 class EndpointLoad:
@@ -33,6 +35,8 @@ class EndpointLoad:
     error: BaseException | None = None
     unavailable: str | None = None
     """Why the API's plan does not offer this endpoint: not a failure, and nothing changed."""
+    sweep_plan: SweepPlan | None = None
+    """What the sweep after the write deletes (`sweep.plan_sweep`), made before the write."""
     notes: list[str] = field(default_factory=list)
     """What its read has to tell the step's log (e.g. the path it was read at instead of the seed's)."""
 

@@ -12,8 +12,14 @@ from dlt.extract.exceptions import PipeException
 from analytics_assets.apis import Api
 from analytics_assets.catalog import Endpoint
 from analytics_assets.settings import env_var
-from analytics_assets.sweep import KeyTypeError, MissingKeyError
-from analytics_assets.transport import RETRY_STATUS_CODES, ApiResponseError, RequestStats, RetryPolicy
+from analytics_assets.sweep import KeyTypeError, MissingKeyError, SweepRefusedError
+from analytics_assets.transport import (
+    RETRY_STATUS_CODES,
+    ApiResponseError,
+    KeyRefusedError,
+    RequestStats,
+    RetryPolicy,
+)
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -84,6 +90,10 @@ def explain(
     for cause in chain:
         if isinstance(cause, ApiResponseError):
             return str(cause)
+        if isinstance(cause, SweepRefusedError):
+            return f"{name} API: {cause}"
+        if isinstance(cause, KeyRefusedError):
+            return _key_refused(name, cause.status, cause.request, key_setting, base_url)
         if isinstance(cause, MissingKeyError):
             return (
                 f"{name} API: a {cause.resource} record on {_last_request(stats, endpoint)} has no"
@@ -104,10 +114,7 @@ def explain(
             status = cause.response.status_code
             request = _request(cause.response)
             if status in (401, 403):
-                return (
-                    f"{name} API refused the API key ({status}) on {request}: set {key_setting} (or api_key"
-                    f" under [sources.{name}] in .dlt/secrets.toml) to a valid key for {base_url}."
-                )
+                return _key_refused(name, status, request, key_setting, base_url)
             if status == 404:
                 return (
                     f"{name} API has no {request} (404 Not Found): check {url_setting}, now {base_url!r}"
@@ -137,3 +144,10 @@ def explain(
                 " API's owner."
             )
     return None
+
+
+def _key_refused(name: str, status: int, request: str, key_setting: str, base_url: str) -> str:
+    return (
+        f"{name} API refused the API key ({status}) on {request}: set {key_setting} (or api_key"
+        f" under [sources.{name}] in .dlt/secrets.toml) to a valid key for {base_url}."
+    )

@@ -7,6 +7,7 @@ runs after the load with the pipeline's SQL client (DuckDB, PostgreSQL, any SQL 
 
 from __future__ import annotations
 
+import json
 import threading
 from array import array
 from collections import deque
@@ -353,7 +354,9 @@ class ServedKeys:
             if keys.moved:
                 return keys.moved
             repeats = len(keys.hashes) - len(keys.distinct())
-            return f"{repeats} record(s) were served twice, so others may have been skipped" if repeats else None
+            return (
+                f"{repeats} record(s) were served twice, so others may have been skipped" if repeats else None
+            )
 
         return self._of_lineage(resource, reason)
 
@@ -375,6 +378,48 @@ class ServedKeys:
         return Repeats(len(keys.hashes) - len(keys.distinct()), tuple(keys.sample))
 
 
+UNCONFIRMED_TABLE = "_unconfirmed_deletions"
+"""The table, in each API's dataset, of the rows a sweep kept although the API did not serve them: their
+read moved under deletions or insertions, so a missing key proved nothing. The next whole read confirms
+(deletes them when it does not serve them either) or clears them. Columns: `table_name`, `key_values`
+(the key as a JSON list), `missed_at` (the sync that first missed it)."""
+
+
+class SweepRefusedError(RuntimeError):
+    """A sync would delete (or close) more of a table's rows than the warehouse's `max_row_drop` allows."""
+
+    def __init__(self, dataset: str, table: str, deleting: int, rows: int, limit: float) -> None:
+        share = deleting / rows
+        super().__init__(
+            f"this sync would delete {deleting:,} of the {rows:,} rows of {dataset}.{table} ({share:.0%}), more"
+            f" than max_row_drop allows ({limit:.0%}; the warehouse resource's max_row_drop,"
+            f" ANALYTICS_MAX_ROW_DROP). Nothing was written: the table and its cursor are as they were. If the"
+            f" API really removed them, run {dataset}/{table} once with the run config `refresh: true` (or the"
+            f" job {dataset}_full_refresh) to accept the deletion."
+        )
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will do to one table, decided after the read and before anything is written."""
+
+    table: str
+    key_columns: Sequence[str]
+    hashes: array[int]
+    """The distinct key hashes served, sorted."""
+    stale: list[tuple[Any, ...]]
+    """Keys of rows to delete (or close): not served by a read that proves it."""
+    unconfirmed: list[tuple[Any, ...]]
+    """Keys of rows kept although not served: the read moved, and no earlier read missed them too."""
+    rows: int = 0
+    """The table's (active) rows before the sync."""
+    whole: bool = True
+    """False when the read proves nothing about what is missing (end unseen, nothing served)."""
+    end_unseen: str | None = None
+    moved: str | None = None
+    skipped: bool = False
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What a sweep found for one table."""
@@ -392,6 +437,9 @@ class SweepResult:
     end_unseen: str | None = None
     """Why nothing was removed although keys were served: the read did not see the end of the list
     (an API ignoring the paging parameters), so a key not served may well still exist."""
+    unconfirmed: int = 0
+    """Rows kept although not served, because the list moved while it was read (`moved`)."""
+    moved: str | None = None
 
     @property
     def warning(self) -> str | None:
@@ -400,6 +448,12 @@ class SweepResult:
             return (
                 f"deleted nothing this run: {self.end_unseen}. Rows the API may no longer serve are kept"
                 " until a sync reads the whole list; check the endpoint's paging with the API's owner."
+            )
+        if self.unconfirmed:
+            return (
+                f"kept {self.unconfirmed:,} row(s) the API did not serve this run, because the list changed"
+                f" while it was read ({self.moved}): a record shifted past a page boundary is not a deleted"
+                " one. The next sync deletes those it does not serve either."
             )
         return None
 
@@ -411,6 +465,176 @@ def _served(served: set[int], rows: Sequence[Sequence[Any]]) -> map[bool]:
     return map(served.__contains__, _key_hashes(columns))
 
 
+def _key_text(row: Sequence[Any]) -> str:
+    return json.dumps([str(v) for v in row])
+
+
+class _Table:
+    """The SQL names of one table of a pipeline's dataset, through dlt's naming convention."""
+
+    def __init__(self, pipeline: dlt.Pipeline, client: Any, table: str) -> None:
+        self.naming = pipeline_naming(pipeline)  # the names dlt gave the table and its columns
+        self.client = client
+        self.name = self.naming.normalize_table_identifier(table)
+        self.qualified = client.make_qualified_table_name(self.name)
+        self.history = stored_history(pipeline, self.name)
+        # A history table's closed versions are the past: only the active ones are compared.
+        self.active = f" where {self.column(VALID_TO)} is null" if self.history else ""
+
+    def column(self, name: str) -> str:
+        return str(self.client.escape_column_name(self.naming.normalize_identifier(name)))
+
+    def scan(self, key_columns: Sequence[str], lookup: set[int]) -> tuple[int, list[tuple[Any, ...]]]:
+        """(rows whose key is in `lookup`, keys of the others) over the active rows.
+
+        Raises:
+            DatabaseUndefinedRelation: Nothing was loaded into the table yet.
+        """
+        columns = ", ".join(self.column(c) for c in key_columns)
+        present, absent = 0, []
+        with self.client.execute_query(f"select {columns} from {self.qualified}{self.active}") as cursor:
+            while rows := cursor.fetchmany(10_000):
+                for row, found in zip(rows, _served(lookup, rows), strict=True):
+                    if found:
+                        present += 1
+                    else:
+                        absent.append(tuple(row))
+        return present, absent
+
+
+def _unconfirmed(client: Any, table: str) -> set[str]:
+    """The keys (as `_key_text`) an earlier whole read of `table` missed, and kept unconfirmed."""
+    qualified = client.make_qualified_table_name(UNCONFIRMED_TABLE)
+    try:
+        rows = client.execute_sql(f"select key_values from {qualified} where table_name = %s", table)
+    except DatabaseUndefinedRelation:
+        return set()
+    return {str(row[0]) for row in rows or ()}
+
+
+def _keep_unconfirmed(
+    client: Any, table: str, keys: Sequence[Sequence[Any]], missed_at: datetime, exists: bool
+) -> None:
+    """Replace the unconfirmed keys of `table` by `keys` (inside the caller's transaction, so `exists`,
+    whether the table of unconfirmed keys exists, is asked before: a failed query would end it)."""
+    qualified = client.make_qualified_table_name(UNCONFIRMED_TABLE)
+    if keys:
+        client.execute_sql(
+            f"create table if not exists {qualified}"
+            " (table_name varchar, key_values varchar, missed_at timestamp with time zone)"
+        )
+    elif not exists:
+        return
+    client.execute_sql(f"delete from {qualified} where table_name = %s", table)
+    for start in range(0, len(keys), _DELETE_BATCH):
+        batch = keys[start : start + _DELETE_BATCH]
+        values = ", ".join("(%s, %s, %s)" for _ in batch)
+        params = [v for key in batch for v in (table, _key_text(key), missed_at)]
+        client.execute_sql(f"insert into {qualified} values {values}", *params)
+
+
+def _exists(client: Any, table: str) -> bool:
+    try:
+        client.execute_sql(f"select 1 from {client.make_qualified_table_name(table)} limit 1")
+    except DatabaseUndefinedRelation:
+        return False
+    return True
+
+
+def plan_sweep(
+    pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served: ServedKeys, max_drop: float = 1.0
+) -> SweepPlan:
+    """Decide, after a read of the whole list of `table` and before it is written, which rows a sweep
+    deletes: those whose key the read did not serve, when the read proves it.
+
+    - A read that did not see the end of its list (or of its parent's) proves nothing: nothing goes.
+    - A read of a list that moved under it (`ServedKeys.moved`: a page that did not start where the one
+      before ended, keys served twice) may have skipped live records: a row it missed goes only when an
+      earlier whole read missed it too (`UNCONFIRMED_TABLE`); the others are kept, to be confirmed by the
+      next whole read.
+    - A read that served nothing deletes nothing (more likely a fault than an emptied API).
+
+    Raises:
+        SweepRefusedError: More than `max_drop` of the table's rows would go: the caller writes nothing.
+    """
+    hashes = served.sorted_hashes(table)
+    if (unseen := served.end_unseen(table)) is not None:
+        # Part of a list is no list: a key missing from it proves nothing.
+        return SweepPlan(table, key_columns, hashes, [], [], whole=False, end_unseen=unseen)
+    with pipeline.sql_client() as client:
+        names = _Table(pipeline, client, table)
+        try:
+            present, stale = names.scan(key_columns, set(hashes))
+        except DatabaseUndefinedRelation:
+            return SweepPlan(table, key_columns, hashes, [], [])  # nothing loaded yet
+        rows = present + len(stale)
+        if not hashes:
+            return SweepPlan(table, key_columns, hashes, [], [], rows, whole=False, skipped=bool(stale))
+        unconfirmed: list[tuple[Any, ...]] = []
+        moved = served.moved(table) if stale else None  # what a move costs: rows missed that may live
+        if moved:
+            missed_before = _unconfirmed(client, names.name)
+            unconfirmed = [key for key in stale if _key_text(key) not in missed_before]
+            stale = [key for key in stale if _key_text(key) in missed_before]
+    if len(stale) > max_drop * rows:
+        raise SweepRefusedError(pipeline.dataset_name, table, len(stale), rows, max_drop)
+    return SweepPlan(table, key_columns, hashes, stale, unconfirmed, rows, moved=moved)
+
+
+def apply_sweep(pipeline: dlt.Pipeline, plan: SweepPlan, closed_at: datetime | None = None) -> SweepResult:
+    """After the load: delete the rows of `plan.stale` (and their nested rows), or in a history table
+    (`history.py`) close their active versions (`_dlt_valid_to` = `closed_at`, the sync's time), keeping
+    every version; remember `plan.unconfirmed` for the next whole read. Inside the same writer lock as
+    the load."""
+    served = len(plan.hashes)
+    if not plan.whole:
+        return SweepResult(served, 0, 0, skipped=plan.skipped, end_unseen=plan.end_unseen)
+    with pipeline.sql_client() as client:
+        names = _Table(pipeline, client, plan.table)
+        try:
+            present, _ = names.scan(plan.key_columns, set(plan.hashes))
+        except DatabaseUndefinedRelation:
+            return SweepResult(served, 0, served)
+        closing = closed_at or datetime.now(UTC)
+        exists = _exists(client, UNCONFIRMED_TABLE)
+        with client.begin_transaction():
+            _delete(pipeline, client, names, plan, closing)
+            _keep_unconfirmed(client, names.name, plan.unconfirmed, closing, exists)
+    deleted, closed = (0, len(plan.stale)) if names.history else (len(plan.stale), 0)
+    return SweepResult(
+        served,
+        deleted,
+        served - present,
+        closed=closed,
+        unconfirmed=len(plan.unconfirmed),
+        moved=plan.moved,
+    )
+
+
+def _delete(pipeline: dlt.Pipeline, client: Any, names: _Table, plan: SweepPlan, closing: datetime) -> None:
+    if not plan.stale:
+        return
+    match = " and ".join(f"{names.column(c)} = %s" for c in plan.key_columns)
+    for start in range(0, len(plan.stale), _DELETE_BATCH):
+        batch = plan.stale[start : start + _DELETE_BATCH]
+        where = " or ".join(f"({match})" for _ in batch)
+        values = [v for row in batch for v in row]
+        if names.history:
+            client.execute_sql(
+                f"update {names.qualified} set {names.column(VALID_TO)} = %s{names.active} and ({where})",
+                closing,
+                *values,
+            )
+        else:
+            client.execute_sql(f"delete from {names.qualified} where {where}", *values)
+    if not names.history:
+        for nested in nested_tables(pipeline, names.name):
+            client.execute_sql(
+                f"delete from {client.make_qualified_table_name(nested)} where {names.column('_dlt_root_id')}"
+                f" not in (select {names.column('_dlt_id')} from {names.qualified})"
+            )
+
+
 def sweep(
     pipeline: dlt.Pipeline,
     table: str,
@@ -418,70 +642,5 @@ def sweep(
     served: ServedKeys,
     closed_at: datetime | None = None,
 ) -> SweepResult:
-    """Delete the rows of `table` (and their nested rows) whose key the API did not serve in this run;
-    in a history table (`history.py`), close their active versions instead (`_dlt_valid_to` = `closed_at`,
-    the sync's time), keeping every version and its nested rows.
-
-    Call it only after a run that read the resource's whole list, inside the same writer lock. When
-    a paginator of the resource (or of its parent) reported that it could not see the end of its
-    list, nothing is deleted or closed (`SweepResult.end_unseen`).
-    """
-    hashes = served.sorted_hashes(table)
-    if (unseen := served.end_unseen(table)) is not None:
-        # Part of a list is no list: a key missing from it proves nothing, and a repair reread would
-        # meet the same wall, so nothing is deleted and nothing counted missing.
-        return SweepResult(served=len(hashes), deleted=0, missing=0, end_unseen=unseen)
-    naming = pipeline_naming(pipeline)  # the names dlt gave the table and its columns
-    table_name = naming.normalize_table_identifier(table)
-    history = stored_history(pipeline, table_name)
-    with pipeline.sql_client() as client:
-
-        def column(name: str) -> str:
-            return client.escape_column_name(naming.normalize_identifier(name))
-
-        qualified = client.make_qualified_table_name(table_name)
-        columns = [column(c) for c in key_columns]
-        # A history table's closed versions are the past: only the active ones are compared.
-        active = f" where {column(VALID_TO)} is null" if history else ""
-        stale: list[tuple[Any, ...]] = []
-        present = 0
-        # A set while comparing: bisecting the array costs ~17 cache misses a key (3 us), a set one. Its
-        # memory is that of the set `distinct` held a moment before, which is gone by now.
-        lookup = set(hashes)
-        try:
-            with client.execute_query(f"select {', '.join(columns)} from {qualified}{active}") as cursor:
-                while rows := cursor.fetchmany(10_000):
-                    for row, served_ in zip(rows, _served(lookup, rows), strict=True):
-                        if served_:
-                            present += 1
-                        else:
-                            stale.append(tuple(row))
-        except DatabaseUndefinedRelation:
-            return SweepResult(served=len(hashes), deleted=0, missing=len(hashes))  # nothing loaded yet
-        if not hashes:
-            return SweepResult(served=0, deleted=0, missing=0, skipped=bool(stale))
-        if stale:
-            match = " and ".join(f"{c} = %s" for c in columns)
-            nested = [client.make_qualified_table_name(name) for name in nested_tables(pipeline, table_name)]
-            closing = [closed_at or datetime.now(UTC)] if history else []
-            with client.begin_transaction():
-                for start in range(0, len(stale), _DELETE_BATCH):
-                    batch = stale[start : start + _DELETE_BATCH]
-                    where = " or ".join(f"({match})" for _ in batch)
-                    values = [v for row in batch for v in row]
-                    if history:
-                        client.execute_sql(
-                            f"update {qualified} set {column(VALID_TO)} = %s{active} and ({where})",
-                            *closing,
-                            *values,
-                        )
-                    else:
-                        client.execute_sql(f"delete from {qualified} where {where}", *values)
-                for child in [] if history else nested:
-                    client.execute_sql(
-                        f"delete from {child} where {column('_dlt_root_id')} not in"
-                        f" (select {column('_dlt_id')} from {qualified})"
-                    )
-    if history:
-        return SweepResult(served=len(hashes), deleted=0, missing=len(hashes) - present, closed=len(stale))
-    return SweepResult(served=len(hashes), deleted=len(stale), missing=len(hashes) - present)
+    """`plan_sweep` and `apply_sweep` at once, with no bound on what goes: for a table already loaded."""
+    return apply_sweep(pipeline, plan_sweep(pipeline, table, key_columns, served), closed_at)

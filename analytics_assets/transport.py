@@ -114,6 +114,54 @@ class ReadDropped(Exception):
     """A request of a read that was dropped: not sent (not an HTTP error, so never retried)."""
 
 
+_KEY_REFUSED_403 = re.compile(r"api.?key|authenticat|unauthori[sz]ed|token", re.IGNORECASE)
+"""A 403 whose message says this refuses the key; other 403s refuse one endpoint (a plan restriction)."""
+
+
+class KeyRefusedError(Exception):
+    """A request not sent: the API refused the run's key on an earlier request (`KeyRefusal`)."""
+
+    def __init__(self, api: str, status: int, request: str) -> None:
+        self.api = api
+        self.status = status
+        self.request = request
+        super().__init__(f"{api} API refused the API key ({status}) on {request}; not requesting more")
+
+
+class KeyRefusal:
+    """Whether an API refused the key, shared by every read of that API in one run: the first 401 (or a
+    403 that names the key) ends the API's other reads at their next request.
+
+    Until the run's first answer from the API, its other requests wait for it (at most
+    `wait_seconds`): a wrong key then costs one request, not one per endpoint read side by side.
+    """
+
+    def __init__(self, wait_seconds: float = 60.0) -> None:
+        self.wait_seconds = wait_seconds
+        self.refused: KeyRefusedError | None = None
+        self._first = threading.Lock()
+        self._sent = False
+        self._answered = threading.Event()
+
+    def before(self, api: str) -> None:
+        """Raise `KeyRefusedError` when the key was refused; wait for the first answer when one is due."""
+        with self._first:
+            first, self._sent = not self._sent, True
+        if not first:
+            self._answered.wait(self.wait_seconds)
+        if self.refused is not None:
+            raise KeyRefusedError(api, self.refused.status, self.refused.request)
+
+    def after(self, api: str, request: str, response: Response | None) -> None:
+        """Note an answer (None: the attempt failed without one)."""
+        if response is not None and (
+            response.status_code == 401
+            or (response.status_code == 403 and _KEY_REFUSED_403.search(response.text or ""))
+        ):
+            self.refused = self.refused or KeyRefusedError(api, response.status_code, request)
+        self._answered.set()
+
+
 @dataclass
 class RequestStats:
     """What one source's requests did during a run: counts per endpoint path, retries, the last request."""
@@ -126,6 +174,8 @@ class RequestStats:
     _failed: dict[str, _Attempt] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: threading.Event = field(default_factory=threading.Event)
+    refusal: KeyRefusal = field(default_factory=KeyRefusal)
+    """Shared by the run's reads of this API (see `KeyRefusal`)."""
 
     def stop(self) -> None:
         """Send no further request: what these requests are read for was dropped (`read_ahead.py`).
@@ -222,13 +272,19 @@ class _ObservedAdapter(HTTPAdapter):
         parts = urlsplit(request.url or "")
         url = parts.path + (f"?{parts.query}" if parts.query else "")
         self.stats.check_not_stopped(url)  # a dropped read ends at its next request, not at the list's end
-        with self.pacer.slot() if self.pacer else nullcontext():
-            self.stats.before(url)
-            try:
-                response = super().send(request, *args, **kwargs)
-            except Exception as error:
-                self.stats.after(url, type(error).__name__)
-                raise
+        refusal = self.stats.refusal
+        refusal.before(self.stats.api)
+        response: Response | None = None
+        try:
+            with self.pacer.slot() if self.pacer else nullcontext():
+                self.stats.before(url)
+                try:
+                    response = super().send(request, *args, **kwargs)
+                except Exception as error:
+                    self.stats.after(url, type(error).__name__)
+                    raise
+        finally:
+            refusal.after(self.stats.api, f"GET {url}", response)  # the waiting requests go on
         retried = response.status_code in RETRY_STATUS_CODES
         self.stats.after(url, f"HTTP {response.status_code}" if retried else None)
         return response

@@ -16,7 +16,18 @@ import pytest
 from dlt.sources.rest_api import rest_api_resources
 
 from analytics_assets import sweep as sweep_module
-from analytics_assets.sweep import KeyTypeError, MissingKeyError, Repeats, ServedKeys, SweepResult, sweep
+from analytics_assets.sweep import (
+    UNCONFIRMED_TABLE,
+    KeyTypeError,
+    MissingKeyError,
+    Repeats,
+    ServedKeys,
+    SweepRefusedError,
+    SweepResult,
+    apply_sweep,
+    plan_sweep,
+    sweep,
+)
 
 
 def serve(served: ServedKeys, ids: list[str]) -> None:
@@ -304,3 +315,64 @@ def test_sweep_deletes_more_rows_than_one_statement_holds(pipeline: dlt.Pipeline
     result = sweep(pipeline, "bulk", ["id"], served_ids(list(range(0, 2_500, 10)), table="bulk"))
     assert result == SweepResult(served=250, deleted=2_250, missing=0)
     assert rows(pipeline, "select count(*), min(id), max(id) from bulk") == [(250, 0, 2_490)]
+
+
+def test_a_sweep_over_the_row_drop_share_is_refused_before_anything_is_written(
+    pipeline: dlt.Pipeline,
+) -> None:
+    # 3 of 4 people not served (75%) where 50% is the most a sync may delete.
+    with pytest.raises(SweepRefusedError) as refused:
+        plan_sweep(pipeline, "peoples", ["id"], served_ids(["p-1"]), max_drop=0.5)
+    message = str(refused.value)
+    assert (
+        "would delete 3 of the 4 rows of audience.peoples (75%), more than max_row_drop allows (50%"
+        in message
+    )
+    assert "ANALYTICS_MAX_ROW_DROP" in message and "refresh: true" in message
+    assert "Nothing was written: the table and its cursor are as they were" in message
+    assert len(rows(pipeline, "select id from peoples")) == 4
+    # At the share itself, the sweep goes ahead.
+    plan = plan_sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-2"]), max_drop=0.5)
+    assert apply_sweep(pipeline, plan).deleted == 2
+
+
+def moved_read(ids: list[str]) -> ServedKeys:
+    served = served_ids(ids)
+    served.mover("peoples")(
+        "GET /people/all at offset=1188 did not start with the record the page before ended with"
+    )
+    return served
+
+
+def test_a_read_that_moved_keeps_what_it_missed_until_a_second_read_misses_it_too(
+    pipeline: dlt.Pipeline,
+) -> None:
+    # p-2 was skipped (the list shifted under the read) and p-4 was deleted at the source.
+    first = apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], moved_read(["p-1", "p-3"])))
+    assert (first.deleted, first.unconfirmed) == (0, 2)
+    assert first.warning is not None and "kept 2 row(s) the API did not serve this run" in first.warning
+    assert "offset=1188" in first.warning
+    assert len(rows(pipeline, "select id from peoples")) == 4
+    assert sorted(rows(pipeline, f"select key_values from {UNCONFIRMED_TABLE}")) == [
+        ('["p-2"]',),
+        ('["p-4"]',),
+    ]
+    # The next read moved too, and served p-2 this time: only p-4, missed twice, goes.
+    second = apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], moved_read(["p-1", "p-2", "p-3"])))
+    assert (second.deleted, second.unconfirmed) == (1, 0)
+    assert rows(pipeline, "select id from peoples order by id") == [("p-1",), ("p-2",), ("p-3",)]
+    assert rows(pipeline, f"select key_values from {UNCONFIRMED_TABLE}") == []
+
+
+def test_a_read_that_held_still_deletes_what_it_missed_at_once(pipeline: dlt.Pipeline) -> None:
+    apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], moved_read(["p-1", "p-3"])))
+    result = apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-2"])))
+    assert (result.deleted, result.unconfirmed) == (2, 0)
+    assert rows(pipeline, f"select key_values from {UNCONFIRMED_TABLE}") == []
+
+
+def test_keys_served_twice_count_as_a_move(pipeline: dlt.Pipeline) -> None:
+    # An insertion at the head serves a record again at the next page boundary, and may skip another.
+    result = apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-1", "p-3"])))
+    assert (result.deleted, result.unconfirmed) == (0, 2)
+    assert result.moved == "1 record(s) were served twice, so others may have been skipped"
