@@ -68,18 +68,18 @@ def peoples_metadata(result: ExecuteInProcessResult) -> dict:
 def test_transient_faults_are_retried_and_the_data_is_exact(
     configured: Sandbox, warehouse: Warehouse, fault: dict, expected_attempts: int
 ) -> None:
-    configured.inject_fault(PEOPLE, query={"offset": "100"}, **fault)
+    configured.inject_fault(PEOPLE, query={"offset": "99"}, **fault)
     result = materialize("audience/peoples")
     assert result.success
-    assert attempts(configured, PEOPLE, offset="100") == expected_attempts
+    assert attempts(configured, PEOPLE, offset="99") == expected_attempts
     assert peoples_metadata(result)["retries"] == expected_attempts - 1
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
 
 
 def test_429_without_retry_after_is_retried(configured: Sandbox, warehouse: Warehouse) -> None:
-    configured.inject_fault(RESPONSES, "status", status=429, query={"skip": "100"})
+    configured.inject_fault(RESPONSES, "status", status=429, query={"skip": "99"})
     assert materialize("feedback/responses").success
-    assert attempts(configured, RESPONSES, skip="100") == 2
+    assert attempts(configured, RESPONSES, skip="99") == 2
     assert_warehouse_equals_api_table(warehouse, configured, "feedback.responses")
 
 
@@ -87,13 +87,13 @@ def test_a_response_slower_than_the_timeout_is_retried(
     configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SOURCES__AUDIENCE__REQUEST_TIMEOUT", "1")
-    configured.inject_fault(PEOPLE, "latency", delay=3, query={"offset": "200"})
+    configured.inject_fault(PEOPLE, "latency", delay=3, query={"offset": "198"})
     assert materialize("audience/peoples").success
     # The slow answer is logged once its handler wakes up, after the run may have finished.
     deadline = time.monotonic() + 10
-    while attempts(configured, PEOPLE, offset="200") < 2 and time.monotonic() < deadline:
+    while attempts(configured, PEOPLE, offset="198") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert attempts(configured, PEOPLE, offset="200") == 2
+    assert attempts(configured, PEOPLE, offset="198") == 2
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
 
 
@@ -105,13 +105,13 @@ def test_500_on_every_attempt_fails_after_four_and_changes_nothing(
     loads = warehouse.query("select count(*) from audience._dlt_loads")
     configured.data.update_people(5)
     configured.clear_requests()
-    configured.inject_fault(PEOPLE, "status", status=500, times=5, query={"offset": "100"})
+    configured.inject_fault(PEOPLE, "status", status=500, times=5, query={"offset": "99"})
 
     result = materialize("audience/peoples", raise_on_error=False)
     assert not result.success
-    assert attempts(configured, PEOPLE, offset="100") == 4
+    assert attempts(configured, PEOPLE, offset="99") == 4
     message = failure_message(result)
-    assert "500" in message and "GET /audience/v1/people/all?" in message and "offset=100" in message
+    assert "500" in message and "GET /audience/v1/people/all?" in message and "offset=99" in message
     assert sorted(warehouse.query("select id, last_name, updated_at from audience.peoples")) == before
     assert warehouse.query("select count(*) from audience._dlt_loads") == loads  # no load, no cursor moved
 
@@ -124,12 +124,12 @@ def test_500_on_every_attempt_fails_after_four_and_changes_nothing(
 def test_other_statuses_fail_at_once_with_a_clear_message(
     configured: Sandbox, warehouse: Warehouse, status: int
 ) -> None:
-    configured.inject_fault(PEOPLE, "status", status=status, query={"offset": "100"})
+    configured.inject_fault(PEOPLE, "status", status=status, query={"offset": "99"})
     result = materialize("audience/peoples", raise_on_error=False)
     assert not result.success
-    assert attempts(configured, PEOPLE, offset="100") == 1
+    assert attempts(configured, PEOPLE, offset="99") == 1
     message = failure_message(result)
-    assert "audience API" in message and f"{status}" in message and "offset=100" in message
+    assert "audience API" in message and f"{status}" in message and "offset=99" in message
     if status == 404:
         assert "SOURCES__AUDIENCE__BASE_URL" in message
     assert warehouse.tables("audience") == set()
@@ -142,12 +142,12 @@ def test_other_statuses_fail_at_once_with_a_clear_message(
 def test_a_broken_middle_page_fails_naming_the_endpoint(
     configured: Sandbox, warehouse: Warehouse, kind: str, expected: str
 ) -> None:
-    configured.inject_fault(RESPONSES, kind, query={"skip": "100"})
+    configured.inject_fault(RESPONSES, kind, query={"skip": "99"})
     result = materialize("feedback/responses", raise_on_error=False)
     assert not result.success
     message = failure_message(result)
     assert expected in message and "feedback API" in message
-    assert "GET /feedback/v1/management/responses?" in message and "skip=100" in message
+    assert "GET /feedback/v1/management/responses?" in message and "skip=99" in message
     assert warehouse.tables("feedback") == set()  # nothing half-done
 
 
@@ -157,7 +157,7 @@ def test_a_page_without_its_data_selector_is_not_taken_for_the_end(
     """dlt reads a page without `people` as empty: paging would stop and the sweep would delete the rest."""
     assert materialize("audience/peoples").success
     configured.inject_fault(
-        PEOPLE, "status", status=200, query={"offset": "100"}
+        PEOPLE, "status", status=200, query={"offset": "99"}
     )  # the error body, status 200
     result = materialize("audience/peoples", raise_on_error=False)
     assert not result.success
@@ -283,8 +283,9 @@ def test_pacing_keeps_a_long_sync_under_the_rate_limit(
     assert 429 not in statuses
     # Several hundred pages, each once, and (pages side by side) at most one window past the end.
     skips = [int(r["query"]["skip"]) for r in configured.requests(path=RESPONSES)]
-    assert sorted(s for s in skips if s <= 25_000) == list(range(0, 25_100, 100))
-    assert len([s for s in skips if s > 25_000]) <= FEEDBACK_PAGE_CONCURRENCY - 1
+    # Pages overlap by one record: 0, 99, ..., 24,948 (the short last page).
+    assert sorted(s for s in skips if s <= 24_948) == list(range(0, 24_949, 99))
+    assert len([s for s in skips if s > 24_948]) <= FEEDBACK_PAGE_CONCURRENCY - 1
     assert warehouse.query("select count(*) from feedback.responses")[0][0] == 25_000
 
     # Without pacing, the same API answers 429 within the first seconds.

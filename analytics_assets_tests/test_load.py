@@ -171,27 +171,29 @@ def test_requests_carry_the_key_in_the_header_and_page_by_100(
         assert "key" not in " ".join(r["query"]).lower()
 
     people_pages = [r["query"] for r in requests if r["path"].endswith("/people/all")]
-    assert [p["offset"] for p in people_pages] == ["0", "100", "200"]  # 250 people: the short page ends it
+    # 250 people, pages overlapping by one record: the short page at 198 ends it.
+    assert [p["offset"] for p in people_pages] == ["0", "99", "198"]
     assert all(p["limit"] == "100" for p in people_pages)
     response_pages = [r["query"] for r in requests if r["path"].endswith("/responses")]
-    assert [p["skip"] for p in response_pages] == ["0", "100", "200"]  # 230 responses
+    assert [p["skip"] for p in response_pages] == ["0", "99", "198"]  # 230 responses, pages overlapping by one
     for segment in configured.data.records("segments"):
         pages = [r["query"] for r in requests if r["path"].endswith(f"/segments/{segment['id']}/people")]
-        assert [p["offset"] for p in pages] == ["0", "100"]  # 120 members
+        assert [p["offset"] for p in pages] == ["0", "99"]  # 120 members
 
 
-def test_a_full_last_page_costs_one_more_request(sandbox_300: Sandbox, warehouse: Warehouse) -> None:
+def test_a_full_last_page_costs_one_more_request(sandbox_298: Sandbox, warehouse: Warehouse) -> None:
     assert materialize("audience/peoples").success
-    offsets = [r["query"]["offset"] for r in sandbox_300.requests() if r["path"].endswith("/people/all")]
-    assert offsets == ["0", "100", "200", "300"]  # no total: only the empty page says it was the last
-    assert warehouse.query("select count(*) from audience.peoples") == [(300,)]
+    offsets = [r["query"]["offset"] for r in sandbox_298.requests() if r["path"].endswith("/people/all")]
+    # No total: after the full page 198-297, only a page holding its last record alone says it was the last.
+    assert offsets == ["0", "99", "198", "297"]
+    assert warehouse.query("select count(*) from audience.peoples") == [(298,)]
 
 
 @pytest.fixture
-def sandbox_300(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch):
+def sandbox_298(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch):
     from dataclasses import replace
 
-    with Sandbox(replace(SMALL, people=300), port=0) as sb:
+    with Sandbox(replace(SMALL, people=298), port=0) as sb:
         for name, value in sb.env().items():
             monkeypatch.setenv(name, value)
         yield sb

@@ -27,16 +27,21 @@ def four_pages_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCES__AUDIENCE__RETRY_BACKOFF_FACTOR", "0.05")
 
 
+LAST_PAGE = 1980
+"""The offset of the last page of 2,050 people, 100 records a page, each page from the last record of the one before."""
+
+
 def offsets(sandbox: Sandbox) -> list[int]:
     return [int(r["query"]["offset"]) for r in sandbox.requests(path=PEOPLE)]
 
 
 def assert_pages_of_a_sequential_read_and_at_most_a_window_more(requested: list[int]) -> None:
-    needed = list(range(0, 2100, 100))  # the short page at 2,000 ends the list
-    assert sorted(o for o in requested if o <= 2000) == needed  # each page once
-    past_the_end = [o for o in requested if o > 2000]
+    # Pages overlap by one record (each asked from the last record of the one before): 0, 99, 198, ...
+    needed = list(range(0, LAST_PAGE + 1, 99))  # the short page at 1,980 ends the list of 2,050
+    assert sorted(o for o in requested if o <= LAST_PAGE) == needed  # each page once
+    past_the_end = [o for o in requested if o > LAST_PAGE]
     assert len(past_the_end) <= CONCURRENCY - 1
-    assert all(o % 100 == 0 for o in past_the_end)
+    assert all(o % 99 == 0 for o in past_the_end)
 
 
 @pytest.mark.parametrize("sandbox", [LONG_LIST], indirect=True)
@@ -71,12 +76,12 @@ def test_rows_are_handed_on_in_page_order(configured: Sandbox) -> None:
 def test_a_500_on_a_page_requested_ahead_is_retried_and_the_data_is_exact(
     configured: Sandbox, warehouse: Warehouse
 ) -> None:
-    configured.inject_fault(PEOPLE, kind="status", status=500, times=2, query={"offset": "1500"})
+    configured.inject_fault(PEOPLE, kind="status", status=500, times=2, query={"offset": "1485"})
     assert materialize("audience/peoples").success
 
     requested = offsets(configured)
-    assert requested.count(1500) == 3  # two 500s, then the page
-    assert_pages_of_a_sequential_read_and_at_most_a_window_more([o for o in requested if o != 1500] + [1500])
+    assert requested.count(1485) == 3  # two 500s, then the page
+    assert_pages_of_a_sequential_read_and_at_most_a_window_more([o for o in requested if o != 1485] + [1485])
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
 
 
@@ -86,4 +91,4 @@ def test_one_page_at_a_time_when_set_to_1(
 ) -> None:
     monkeypatch.setenv("SOURCES__AUDIENCE__PAGE_CONCURRENCY", "1")
     assert materialize("audience/peoples").success
-    assert offsets(configured) == list(range(0, 2100, 100))  # in order, none past the end
+    assert offsets(configured) == list(range(0, LAST_PAGE + 1, 99))  # in order, none past the end

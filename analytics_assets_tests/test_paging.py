@@ -52,9 +52,10 @@ def warnings(instance: DagsterInstance, result: ExecuteInProcessResult) -> list[
 @pytest.mark.parametrize("sandbox", [MANY_SEGMENTS], indirect=True)
 @pytest.mark.parametrize(
     ("mode", "second_offset"),
-    # Ignoring `limit`, the API answers 150 records for 100: the next offset is 150, and its answer,
-    # the same 150 again, says it ignores the offset too: those 150 were the whole list.
-    [("pages", "100"), ("ignore", "150")],
+    # Pages overlap by one record (the next is asked from the last record served). Ignoring `limit`,
+    # the API answers 150 records for 100: the next offset is 149, and its answer, the same 150 again,
+    # says it ignores the offset too: those 150 were the whole list.
+    [("pages", "99"), ("ignore", "149")],
 )
 def test_150_segments_load_exactly_whether_the_api_pages_them_or_ignores_paging(
     configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance, mode: str, second_offset: str
@@ -93,7 +94,7 @@ def test_a_sync_that_cannot_see_the_end_of_a_list_deletes_nothing(
     assert asset_metadata(result, "segment_people")["rows_deleted"] == 0
     said = warnings(instance, result)
     assert len(said) == 2, said  # segments, and segment_people (read from part of the segments)
-    assert "answered the same 100 records at offset=100" in said[0]
+    assert "answered the same 100 records at offset=99" in said[0]
     assert "ignores the paging parameters (limit, offset)" in said[0]
     assert any("its parent segments" in s for s in said)
 

@@ -139,8 +139,8 @@ def test_a_failed_endpoint_advances_no_cursor(
     updated = set(configured.data.update_people(4))
     # Both cursor resources fail after their first pages were read: the last page of people answers 404,
     # and so does the second page of every response list (a full scan reads them all).
-    configured.inject_fault(PEOPLE, "status", status=404, query={"offset": "200"})
-    configured.inject_fault(RESPONSES, "status", status=404, query={"skip": "100"})
+    configured.inject_fault(PEOPLE, "status", status=404, query={"offset": "198"})
+    configured.inject_fault(RESPONSES, "status", status=404, query={"skip": "99"})
     full_scan = {"ops": {"feedback": {"config": {"full_scan": True}}}}
     failed = materialize(raise_on_error=False, run_config=full_scan)
     assert not failed.success
