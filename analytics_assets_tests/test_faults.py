@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox, some th
 
 PEOPLE = "/audience/v1/people/all"
 RESPONSES = "/feedback/v1/management/responses"
+AUDIENCE_RESOURCES = ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -302,6 +303,24 @@ SECRETS = {api: f"sk-live-{api}-7f3a9c1e5b" for api in ONE_ASSET}
 
 def _files_containing(root: Path, secret: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+def test_a_refused_key_stops_its_apis_reads_at_once(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every audience asset read side by side (and segment_people read ahead): one 401, then nothing more.
+    monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", "sk-wrong-audience-key")
+    failed = materialize(*(f"audience/{r}" for r in AUDIENCE_RESOURCES), raise_on_error=False)
+    assert not failed.success
+    seen = configured.requests(api="audience")
+    paths = [r["path"] for r in seen]
+    assert len(paths) == len(set(paths)), f"a path requested twice: {paths}"
+    assert [r["status"] for r in seen] == [401]
+    messages = [str(e.event_specific_data.error) for e in failed.all_events if e.is_step_failure]  # type: ignore[union-attr]
+    assert any("audience API refused the API key (401)" in m and "SOURCES__AUDIENCE__API_KEY" in m for m in messages)
+    assert warehouse.query("select count(*) from information_schema.tables where table_schema = 'audience'") == [
+        (0,)
+    ]
 
 
 @pytest.mark.parametrize("right", [True, False], ids=["right-key", "wrong-key"])
