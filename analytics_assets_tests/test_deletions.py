@@ -19,14 +19,18 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from analytics_assets.audience.source import PAGE_CONCURRENCY
+from analytics_assets_tests import test_isolation
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.test_e2e import REPO
-from analytics_assets_tests.test_isolation import ALL_TABLES, Cli, cli, first_sync, table_rows  # noqa: F401
+from analytics_assets_tests.test_isolation import ALL_TABLES, Cli, table_rows
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api, assert_warehouse_equals_api_table
 from analytics_sandbox import Sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 PEOPLE = "/audience/v1/people/all"
+# The isolation tests' fixtures: each test starts from a copy of their shared first sync of every asset.
+first_sync = test_isolation.first_sync
+cli = test_isolation.cli
 
 
 def people_ids(warehouse: Warehouse) -> set[str]:
@@ -76,7 +80,10 @@ def test_no_person_the_api_still_serves_is_deleted_and_a_mass_deletion_is_refuse
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "audience/peoples failed" in output
-    assert "would delete 200 of the 245 rows of audience.peoples (82%), more than max_row_drop allows (50%" in output
+    assert (
+        "would delete 200 of the 245 rows of audience.peoples (82%), more than max_row_drop allows (50%"
+        in output
+    )
     assert "ANALYTICS_MAX_ROW_DROP" in output and "refresh: true" in output
     assert table_rows(warehouse, "audience.peoples") == before, "the refused table is untouched"
     assert_warehouse_equals_api_table(warehouse, configured, "audience.fields")

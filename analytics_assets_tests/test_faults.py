@@ -29,7 +29,15 @@ pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox, some th
 
 PEOPLE = "/audience/v1/people/all"
 RESPONSES = "/feedback/v1/management/responses"
-AUDIENCE_RESOURCES = ("schemas", "peoples", "accounts", "account_tags", "segments", "fields", "segment_people")
+AUDIENCE_RESOURCES = (
+    "schemas",
+    "peoples",
+    "accounts",
+    "account_tags",
+    "segments",
+    "fields",
+    "segment_people",
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -317,10 +325,12 @@ def test_a_refused_key_stops_its_apis_reads_at_once(
     assert len(paths) == len(set(paths)), f"a path requested twice: {paths}"
     assert [r["status"] for r in seen] == [401]
     messages = [str(e.event_specific_data.error) for e in failed.all_events if e.is_step_failure]  # type: ignore[union-attr]
-    assert any("audience API refused the API key (401)" in m and "SOURCES__AUDIENCE__API_KEY" in m for m in messages)
-    assert warehouse.query("select count(*) from information_schema.tables where table_schema = 'audience'") == [
-        (0,)
-    ]
+    assert any(
+        "audience API refused the API key (401)" in m and "SOURCES__AUDIENCE__API_KEY" in m for m in messages
+    )
+    assert warehouse.query(
+        "select count(*) from information_schema.tables where table_schema = 'audience'"
+    ) == [(0,)]
 
 
 @pytest.mark.parametrize("right", [True, False], ids=["right-key", "wrong-key"])

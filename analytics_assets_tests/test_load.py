@@ -175,7 +175,11 @@ def test_requests_carry_the_key_in_the_header_and_page_by_100(
     assert [p["offset"] for p in people_pages] == ["0", "99", "198"]
     assert all(p["limit"] == "100" for p in people_pages)
     response_pages = [r["query"] for r in requests if r["path"].endswith("/responses")]
-    assert [p["skip"] for p in response_pages] == ["0", "99", "198"]  # 230 responses, pages overlapping by one
+    assert [p["skip"] for p in response_pages] == [
+        "0",
+        "99",
+        "198",
+    ]  # 230 responses, pages overlapping by one
     for segment in configured.data.records("segments"):
         pages = [r["query"] for r in requests if r["path"].endswith(f"/segments/{segment['id']}/people")]
         assert [p["offset"] for p in pages] == ["0", "99"]  # 120 members
