@@ -381,7 +381,7 @@ def _read_later_steps(
             f"Not reading ahead ({type(error).__name__}: {error}); each step reads in its turn."
         )
         return []
-    refusals = {current_run.api.name: current_run.stats.refusal}
+    refusals = {current_run.api.name: current_run.stats.refusal or KeyRefusal()}
     for api in APIS:
         for step, resources in _load_groups(api).items():
             selected = [r for r in resources if AssetKey([api.name, r]) in in_run]

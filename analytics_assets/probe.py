@@ -108,7 +108,7 @@ class ApiClient:
         check_base_url(
             api.name, self.settings.base_url, api.env_var("base_url"), self.settings.allow_insecure_http
         )
-        self.stats = RequestStats(api.name)
+        self.stats = RequestStats(api.name, refusal=None)  # each endpoint asked, whatever the others answered
         transport = Transport(
             RetryPolicy(
                 backoff_factor=self.settings.retry_backoff_factor, timeout=self.settings.request_timeout

@@ -18,7 +18,7 @@ from operator import itemgetter
 from typing import Any
 
 import dlt
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.destinations.exceptions import DatabaseTerminalException, DatabaseUndefinedRelation
 from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.extract.items_transform import ItemTransform
 from dlt.sources import DltResource
@@ -477,12 +477,22 @@ class _Table:
         self.client = client
         self.name = self.naming.normalize_table_identifier(table)
         self.qualified = client.make_qualified_table_name(self.name)
-        self.history = stored_history(pipeline, self.name)
+        # The schema says so already before the load that turns a table into history mode adds the column.
+        self.history = stored_history(pipeline, self.name) and self._has_column(VALID_TO)
         # A history table's closed versions are the past: only the active ones are compared.
         self.active = f" where {self.column(VALID_TO)} is null" if self.history else ""
 
     def column(self, name: str) -> str:
         return str(self.client.escape_column_name(self.naming.normalize_identifier(name)))
+
+    def _has_column(self, name: str) -> bool:
+        try:
+            self.client.execute_sql(f"select {self.column(name)} from {self.qualified} where 1 = 0")
+        except DatabaseUndefinedRelation:
+            return True  # no table yet: nothing to compare either way
+        except DatabaseTerminalException:
+            return False
+        return True
 
     def scan(self, key_columns: Sequence[str], lookup: set[int]) -> tuple[int, list[tuple[Any, ...]]]:
         """(rows whose key is in `lookup`, keys of the others) over the active rows.

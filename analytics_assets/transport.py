@@ -132,34 +132,42 @@ class KeyRefusal:
     """Whether an API refused the key, shared by every read of that API in one run: the first 401 (or a
     403 that names the key) ends the API's other reads at their next request.
 
-    Until the run's first answer from the API, its other requests wait for it (at most
-    `wait_seconds`): a wrong key then costs one request, not one per endpoint read side by side.
+    A request for a path that another read of the run asked for and has no answer to yet waits for that
+    answer first (at most `wait_seconds`): two reads of one list (a child reads its parent's list again)
+    then cost one refused request, not two. Requests for other paths are never held back.
     """
 
     def __init__(self, wait_seconds: float = 60.0) -> None:
         self.wait_seconds = wait_seconds
         self.refused: KeyRefusedError | None = None
-        self._first = threading.Lock()
-        self._sent = False
-        self._answered = threading.Event()
+        self._lock = threading.Lock()
+        self._answers: dict[str, threading.Event] = {}
 
-    def before(self, api: str) -> None:
-        """Raise `KeyRefusedError` when the key was refused; wait for the first answer when one is due."""
-        with self._first:
-            first, self._sent = not self._sent, True
+    def before(self, api: str, path: str) -> threading.Event | None:
+        """Raise `KeyRefusedError` when the key was refused. Returns the event to set once this request is
+        answered, when it is the run's first request of `path`."""
+        with self._lock:
+            answered = self._answers.get(path)
+            first = answered is None
+            if answered is None:
+                answered = self._answers[path] = threading.Event()
         if not first:
-            self._answered.wait(self.wait_seconds)
+            answered.wait(self.wait_seconds)
         if self.refused is not None:
             raise KeyRefusedError(api, self.refused.status, self.refused.request)
+        return answered if first else None
 
-    def after(self, api: str, request: str, response: Response | None) -> None:
+    def after(
+        self, api: str, request: str, response: Response | None, answered: threading.Event | None
+    ) -> None:
         """Note an answer (None: the attempt failed without one)."""
         if response is not None and (
             response.status_code == 401
             or (response.status_code == 403 and _KEY_REFUSED_403.search(response.text or ""))
         ):
             self.refused = self.refused or KeyRefusedError(api, response.status_code, request)
-        self._answered.set()
+        if answered is not None:
+            answered.set()
 
 
 @dataclass
@@ -174,8 +182,9 @@ class RequestStats:
     _failed: dict[str, _Attempt] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopped: threading.Event = field(default_factory=threading.Event)
-    refusal: KeyRefusal = field(default_factory=KeyRefusal)
-    """Shared by the run's reads of this API (see `KeyRefusal`)."""
+    refusal: KeyRefusal | None = field(default_factory=KeyRefusal)
+    """Shared by the run's reads of this API (see `KeyRefusal`); None asks every request whatever the
+    answers before (the connection test reports on each endpoint)."""
 
     def stop(self) -> None:
         """Send no further request: what these requests are read for was dropped (`read_ahead.py`).
@@ -273,7 +282,7 @@ class _ObservedAdapter(HTTPAdapter):
         url = parts.path + (f"?{parts.query}" if parts.query else "")
         self.stats.check_not_stopped(url)  # a dropped read ends at its next request, not at the list's end
         refusal = self.stats.refusal
-        refusal.before(self.stats.api)
+        answered = refusal.before(self.stats.api, parts.path) if refusal is not None else None
         response: Response | None = None
         try:
             with self.pacer.slot() if self.pacer else nullcontext():
@@ -284,7 +293,8 @@ class _ObservedAdapter(HTTPAdapter):
                     self.stats.after(url, type(error).__name__)
                     raise
         finally:
-            refusal.after(self.stats.api, f"GET {url}", response)  # the waiting requests go on
+            if refusal is not None:  # the requests waiting for this answer go on
+                refusal.after(self.stats.api, f"GET {url}", response, answered)
         retried = response.status_code in RETRY_STATUS_CODES
         self.stats.after(url, f"HTTP {response.status_code}" if retried else None)
         return response

@@ -61,14 +61,14 @@ def start_materialize(select: str, env: dict[str, str], log: Path) -> subprocess
 
 
 def run_materialize(
-    select: str, env: dict[str, str], timeout: float = 600
+    select: str, env: dict[str, str], *extra: str, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """`dagster asset materialize --select <select>` to its end; its exit status and output.
 
     The rest of the environment (sources, warehouse) is the test's: `os.environ`, as fixtures set it.
     """
     return subprocess.run(
-        materialize_command(select),
+        [*materialize_command(select), *extra],
         cwd=REPO,
         env={**os.environ, **env},
         capture_output=True,

@@ -56,9 +56,14 @@ def instance() -> Iterator[DagsterInstance]:
         yield dagster_instance
 
 
-def run(instance: DagsterInstance, *keys: str) -> ExecuteInProcessResult:
+REFRESH_AUDIENCE = {"ops": {"audience": {"config": {"refresh": True}}}}
+
+
+def run(
+    instance: DagsterInstance, *keys: str, run_config: dict[str, Any] | None = None
+) -> ExecuteInProcessResult:
     """Materialize assets (all when none are given) with their checks, without raising on failure."""
-    return materialize(*keys, instance=instance, raise_on_error=False)
+    return materialize(*keys, instance=instance, raise_on_error=False, run_config=run_config)
 
 
 def run_checks(instance: DagsterInstance, *keys: str) -> ExecuteInProcessResult:
@@ -238,7 +243,12 @@ def test_a_truncated_endpoint_fails_the_row_count_drop_check(
 ) -> None:
     assert run(instance, "audience/peoples").success
     configured.data.truncate("peoples", 100)  # the endpoint silently serves 100 of 250
-    result = run(instance, "audience/peoples")
+    # A sync refuses to delete 60% of the table (the loader's guard, at the same share as the check) ...
+    refused = run(instance, "audience/peoples")
+    assert not refused.success and ("audience/peoples", "row_count_drop") not in failed(refused)
+    # ... a refresh accepts it, and the check says what the table lost.
+    result = run(instance, "audience/peoples", run_config=REFRESH_AUDIENCE)
+    assert result.success
     drop = failed(result)[("audience/peoples", "row_count_drop")]
     assert drop.severity == WARN
     assert metadata(drop) | {"previous_run_id": None} == {
@@ -323,8 +333,8 @@ def test_a_blocking_check_failure_on_segments_keeps_segment_people_from_loading(
     assert run(instance, "audience/segments", "audience/segment_people").success
     members = SMALL.segments * SMALL.members_per_segment
     configured.data.truncate("segments", 1)  # two of three segments vanish from the list
-
-    result = run(instance, "audience/segments", "audience/segment_people")
+    # A sync refuses to delete two thirds of segments; a refresh of segments alone loads the one left.
+    result = run(instance, "audience/segments", "audience/segment_people", run_config=REFRESH_AUDIENCE)
     assert not result.success
     drop = failed(result)[("audience/segments", "row_count_drop")]
     assert (drop.severity, drop.blocking) == (ERROR, True)
