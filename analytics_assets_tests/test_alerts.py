@@ -1,11 +1,18 @@
 """The alert sensor against a real local webhook receiver: one POST per problem, never on a later
-tick, a receiver that fails never breaks the sensor, and no API key ever leaves in an alert."""
+tick, a receiver that fails never breaks the sensor, and no API key ever leaves in an alert. Ticked
+here as the daemon ticks it, and once in a real `dagster-daemon` with runs of the `dagster` CLI."""
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import dagster
@@ -25,10 +32,12 @@ from dagster import (
 )
 
 from analytics_assets import alert_sensors, alerts
-from analytics_assets.alert_sensors import INTERVAL_ENV, SENSOR_NAME
+from analytics_assets.alert_sensors import INTERVAL_ENV, SENSOR_NAME, AlertCursor
 from analytics_assets.alerts import Alert, AlertWebhook
 from analytics_assets.definitions import defs
+from analytics_assets_tests.cli import dagster_home, start_materialize
 from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_e2e import REPO, stop_process_group
 from analytics_sandbox import Sandbox
 
 BASE_URL = "https://dagster.example.test"
@@ -344,3 +353,145 @@ def test_runs_of_other_assets_are_not_alerted(receiver: Receiver, instance: Dags
     sensor = Sensor(instance, receiver)
     assert not dagster.materialize([stray], instance=instance, raise_on_error=False).success
     assert sensor.tick() == []
+
+
+OTHER_CODE_LOCATION = """
+from dagster import Definitions, asset
+
+
+@asset(key=["audiences", "stray"])
+def stray() -> None:
+    raise RuntimeError("a failure of another code location")
+
+
+defs = Definitions(assets=[stray])
+"""
+
+
+def poll(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    """Wait for `condition()` to return something true, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout:.0f} s; daemon log:\n{log.read_text()[-4000:]}")
+        time.sleep(1)
+    return found
+
+
+def sensor_cursor(instance: DagsterInstance) -> AlertCursor | None:
+    """The alert sensor's cursor as the daemon stored it (None before its first tick)."""
+    for state in instance.all_instigator_state():
+        if state.name == SENSOR_NAME and state.instigator_data is not None:
+            return AlertCursor.from_json(getattr(state.instigator_data, "cursor", None))
+    return None
+
+
+def ticks_after(instance: DagsterInstance, timestamp: float) -> int:
+    """How many ticks of the alert sensor the daemon started after `timestamp`."""
+    [state] = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+    return len(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=timestamp))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
+    configured: Sandbox, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A real `dagster-daemon` on the instance cron jobs and `dagster asset materialize` use: a CLI run
+    with a check failing at ERROR and a CLI run with a failed endpoint alert once each; so does the run
+    a sensor of the code location launches through the daemon (`segment_members_after_segments`, after
+    the CLI run loaded the segments); a failing run of another code location on the instance, and runs
+    that ended before the sensor's first tick, alert nothing."""
+    with ExitStack() as stack:
+        env = {**dagster_home("embedded", tmp_path, stack), INTERVAL_ENV: "2", "PYTHONUNBUFFERED": "1"}
+        instance = stack.enter_context(DagsterInstance.from_config(env["DAGSTER_HOME"]))
+        # Before the daemon: every freshness check fails (nothing was ever loaded). A run that ended
+        # before the sensor's first tick: never alerted. With results, the freshness sensor launches no
+        # runs of its own during the test.
+        freshness = [k for k in defs.resolve_asset_graph().asset_check_keys if k.name == "freshness_check"]
+        job = define_asset_job("freshness_only", selection=AssetSelection.checks(*freshness))
+        job_def = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("freshness_only")
+        old = job_def.execute_in_process(instance=instance, raise_on_error=False)
+        assert old.success
+
+        log = tmp_path / "daemon.log"
+        with open(log, "wb") as out:
+            daemon = subprocess.Popen(
+                [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the code server and launched runs too
+            )
+        stack.callback(stop_process_group, daemon)
+        started = time.monotonic()
+        poll(lambda: sensor_cursor(instance), 120, "first tick of the alert sensor", log)
+
+        add_stray_response(configured)  # survey_ids_exist fails at ERROR; the run succeeds
+        configured.inject_fault("/audience/v1/fields", "status", status=404)  # this endpoint fails
+        configured.inject_fault("/audience/v1/segments/*", "status", times=1000, status=404)  # members
+        other = tmp_path / "other_location.py"
+        other.write_text(OTHER_CODE_LOCATION)
+        runs = {
+            "feedback": start_materialize(
+                "feedback/surveys,feedback/responses", env, tmp_path / "feedback.log"
+            ),
+            "audience": start_materialize(
+                "audience/segments,audience/fields", env, tmp_path / "audience.log"
+            ),
+        }
+        with open(tmp_path / "other.log", "wb") as out:
+            runs["other"] = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "asset", "materialize", "-f", str(other), "--select", "*"],
+                cwd=tmp_path,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        codes = {name: process.wait(timeout=300) for name, process in runs.items()}
+        logs = {name: (tmp_path / f"{name}.log").read_text()[-2000:] for name in runs}
+        assert codes == {"feedback": 0, "audience": 1, "other": 1}, logs
+
+        def all_seen() -> bool:
+            """Three alerts arrived, no run is going on, and the sensor looked at every run that ended."""
+            if len(receiver.bodies) < 3:
+                return False
+            records = instance.get_run_records()
+            cursor = sensor_cursor(instance)
+            return cursor is not None and all(
+                r.dagster_run.is_finished and r.dagster_run.run_id in {*cursor.seen, old.run_id}
+                for r in records
+            )
+
+        poll(all_seen, 180, "alerts of every run", log)
+        elapsed = f"{time.monotonic() - started:.0f} s from the daemon's start"
+        seen_at = time.time()
+        poll(lambda: ticks_after(instance, seen_at) >= 2, 60, "two more ticks", log)  # no repeat
+
+        by_assets = {
+            frozenset(k.to_user_string() for k in r.dagster_run.asset_selection or ()): r.dagster_run
+            for r in instance.get_run_records()
+        }
+        launched = by_assets[frozenset({"audience/segment_people"})]
+        assert launched.remote_job_origin is not None  # launched through the code location, by its sensor
+        assert by_assets[frozenset({"audiences/stray"})].is_failure  # looked at (all_seen), not alerted
+        sent = sorted(receiver.payloads(), key=lambda p: (p["kind"], p["asset"]))
+        assert [(p["kind"], p["asset"], p["check"], p["run_id"]) for p in sent] == [
+            (
+                "check_failed",
+                "feedback/responses",
+                "survey_ids_exist",
+                by_assets[frozenset({"feedback/surveys", "feedback/responses"})].run_id,
+            ),
+            (
+                "run_failed",
+                "audience/fields",
+                None,
+                by_assets[frozenset({"audience/segments", "audience/fields"})].run_id,
+            ),
+            ("run_failed", "audience/segment_people", None, launched.run_id),
+        ], elapsed
+        assert "audience/fields failed" in sent[1]["text"]
+        assert sent[2]["details"]["not_updated"] == ["audience/segment_people"]
