@@ -4,14 +4,14 @@ The message is Slack-compatible (a `text` field in Slack's mrkdwn) and also carr
 for other receivers: `kind`, `severity`, `asset`, `check`, `run_id`, `run_url`, `asset_url`,
 `summary`, `details`.
 
-`AlertWebhook` is the Dagster resource `alert_webhook` (the UI's Resources page) the alert sensors
-send through. Its settings are read when an alert is sent (never at import):
+`AlertWebhook` is the Dagster resource `alert_webhook` (the UI's Resources page) the alert sensor
+sends through. Its settings are read when an alert is sent (never at import):
 - `url` / `ANALYTICS_ALERT_WEBHOOK_URL`: where alerts are POSTed; without it they are logged as warnings.
   A secret (a Slack hook is its own credential): it appears in no log, alert or resource display.
 - `dagster_base_url` / `ANALYTICS_DAGSTER_BASE_URL`: the Dagster UI the links point to (default
   `http://localhost:3000`).
 
-The sensors in `alert_sensors.py` build `Alert`s from the event log.
+The sensor in `alert_sensors.py` builds `Alert`s from the event log.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
 
 
 class AlertWebhook(ConfigurableResource):
-    """Where the alert sensors POST their alerts, and the Dagster UI their links point to.
+    """Where the alert sensor POSTs its alerts, and the Dagster UI their links point to.
 
     Both fields are read when an alert is sent: left unset here, from their environment variables
     (unset too: alerts are only logged as warnings; links point to http://localhost:3000).

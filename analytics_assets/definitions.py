@@ -3,7 +3,7 @@
 from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
-from analytics_assets.alert_sensors import build_alert_sensors
+from analytics_assets.alert_sensors import build_alert_sensor
 from analytics_assets.alerts import AlertWebhook
 from analytics_assets.apis import APIS
 from analytics_assets.assets import build_api_assets
@@ -28,7 +28,7 @@ defs = Definitions(
         new_feedback_sensor,
         segment_members_sensor,
         build_freshness_sensor(asset_checks),
-        *build_alert_sensors([api.name for api in APIS]),
+        build_alert_sensor(assets),
     ],
     # The settings of ours, on the UI's Resources page; each is read from its environment variable when a
     # run or tick uses it (see `settings.resource_setting`), never when the definitions load.

@@ -1,13 +1,21 @@
-"""The alert sensors against a real local webhook receiver: one POST per failure, never on a later
-tick, a receiver that fails never breaks a sensor, and no API key ever leaves in an alert."""
+"""The alert sensor against a real local webhook receiver: one POST per problem, never on a later
+tick, a receiver that fails never breaks the sensor, and no API key ever leaves in an alert. Ticked
+here as the daemon ticks it, and once in a real `dagster-daemon` with runs of the `dagster` CLI."""
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import dagster
 import pytest
 from dagster import (
     AssetCheckKey,
@@ -17,25 +25,22 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     ExecuteInProcessResult,
+    asset,
     build_sensor_context,
     define_asset_job,
     instance_for_test,
 )
 
-from analytics_assets import alerts
+from analytics_assets import alert_sensors, alerts
+from analytics_assets.alert_sensors import INTERVAL_ENV, SENSOR_NAME, AlertCursor
 from analytics_assets.alerts import Alert, AlertWebhook
 from analytics_assets.definitions import defs
+from analytics_assets_tests.cli import dagster_home, start_materialize
 from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_e2e import REPO, stop_process_group
 from analytics_sandbox import Sandbox
 
 BASE_URL = "https://dagster.example.test"
-ALERT_SENSORS = (
-    "check_failure_alerts",
-    "check_failure_alerts_in_failed_runs",
-    "run_failure_alerts",
-    "stale_asset_alerts",
-    "stale_asset_alerts_in_failed_runs",
-)
 
 
 class Receiver:
@@ -86,30 +91,28 @@ def instance() -> Iterator[DagsterInstance]:
         yield dagster_instance
 
 
-class Sensors(logging.Handler):
-    """Ticks the code location's alert sensors the way the daemon does (`evaluate_tick`): each keeps its
-    own cursor.
-    Also collects what the sensors log in their ticks (`logs`)."""
+class Sensor(logging.Handler):
+    """Ticks the code location's alert sensor the way the daemon does (`evaluate_tick`), keeping its
+    cursor. Also collects what the sensor logs in its ticks (`logs`)."""
 
     def __init__(self, instance: DagsterInstance, receiver: Receiver) -> None:
         super().__init__(logging.INFO)
         self.instance = instance
         self.receiver = receiver
         self.logs: list[logging.LogRecord] = []
-        self.cursors: dict[str, str | None] = dict.fromkeys(ALERT_SENSORS)
-        self.sensors = {s.name: s for s in defs.sensors or [] if s.name in ALERT_SENSORS}
-        for name in ALERT_SENSORS:  # a new sensor's first tick only sets its cursor
-            assert self.tick(name) == []
+        self.cursor: str | None = None
+        [self.sensor] = [s for s in defs.sensors or [] if s.name == SENSOR_NAME]
+        assert self.tick() == []  # a new sensor's first tick only sets its cursor
 
-    def tick(self, name: str) -> list[dict[str, Any]]:
-        """One tick of one sensor; returns the payloads POSTed during it."""
+    def tick(self) -> list[dict[str, Any]]:
+        """One tick; returns the payloads POSTed during it."""
         before = len(self.receiver.bodies)
         # A context manager, as the daemon's: the `warehouse` resource has a teardown (the end of a run).
         with build_sensor_context(
-            instance=self.instance, cursor=self.cursors[name], definitions=defs, resources=defs.resources
+            instance=self.instance, cursor=self.cursor, definitions=defs, resources=defs.resources
         ) as context:
             context.log.addHandler(self)
-            self.cursors[name] = self.sensors[name].evaluate_tick(context).cursor
+            self.cursor = self.sensor.evaluate_tick(context).cursor
         return [json.loads(body) for body in self.receiver.bodies[before:]]
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -133,9 +136,20 @@ def add_stray_response(sandbox: Sandbox, survey_id: str = "cnosuchsurvey00000000
     sandbox.data.add_raw_record("responses", {**response, "id": "c" + "s" * 24, "surveyId": survey_id})
 
 
-def test_the_alert_sensors_are_on_by_default() -> None:
+def test_the_sensor_interval_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(INTERVAL_ENV, raising=False)
+    assert alert_sensors.sensor_interval_seconds() == alert_sensors.INTERVAL_SECONDS == 60
+    monkeypatch.setenv(INTERVAL_ENV, "5")
+    assert alert_sensors.sensor_interval_seconds() == 5
+    for wrong in ("0", "1.5", "soon"):
+        monkeypatch.setenv(INTERVAL_ENV, wrong)
+        with pytest.raises(ValueError, match=INTERVAL_ENV):
+            alert_sensors.sensor_interval_seconds()
+
+
+def test_the_alert_sensor_is_on_by_default() -> None:
     sensors = {s.name: s for s in defs.sensors or []}
-    for name in (*ALERT_SENSORS, "freshness_checks_sensor"):
+    for name in (SENSOR_NAME, "freshness_checks_sensor"):
         assert sensors[name].default_status == DefaultSensorStatus.RUNNING, name
 
 
@@ -143,14 +157,14 @@ def test_the_alert_sensors_are_on_by_default() -> None:
 def test_a_failed_check_is_alerted_once_with_its_fields(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance
 ) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     add_stray_response(configured)
     first = next(configured.data.records("peoples"))
     configured.data.add_raw_record("peoples", {**first, "lastName": "Twice"})  # a WARN only: no alert
     checked = run(instance, "feedback/surveys", "feedback/responses")
     assert run(instance, "audience/peoples").success
 
-    [alert] = sensors.tick("check_failure_alerts")
+    [alert] = sensor.tick()  # one alert: no run failed, the WARN check does not page
     assert {
         k: alert[k] for k in ("kind", "severity", "asset", "check", "run_id", "run_url", "asset_url")
     } == {
@@ -169,21 +183,19 @@ def test_a_failed_check_is_alerted_once_with_its_fields(
     assert f"<{BASE_URL}/runs/{checked.run_id}|" in alert["text"]
     assert first["id"] not in json.dumps(alert)
 
-    assert sensors.tick("check_failure_alerts") == []  # the next tick: nothing new, nothing sent
-    assert sensors.tick("run_failure_alerts") == []  # both runs succeeded
-    assert sensors.tick("stale_asset_alerts") == []
+    assert sensor.tick() == []  # the next tick: nothing new, nothing sent
 
 
 @pytest.mark.slow
 def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", "revoked-audience-key")
     failed = run(instance, "audience/accounts")
     assert not failed.success
 
-    [alert] = sensors.tick("run_failure_alerts")
+    [alert] = sensor.tick()  # the run failure alone: the checks did not run
     assert (alert["kind"], alert["severity"], alert["asset"]) == ("run_failed", "ERROR", "audience/accounts")
     assert (alert["run_id"], alert["run_url"]) == (failed.run_id, f"{BASE_URL}/runs/{failed.run_id}")
     assert alert["check"] is None
@@ -193,19 +205,20 @@ def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
         ":x: *Run failed* [ERROR] `audience/accounts`: Run of __ASSET_JOB failed (audience:"
     )
 
-    assert sensors.tick("run_failure_alerts") == []
-    assert sensors.tick("check_failure_alerts") == []  # the checks did not run
+    assert sensor.tick() == []
+    instance.add_run_tags(failed.run_id, {"note": "looked at"})  # updates the run's record again
+    assert sensor.tick() == []  # still alerted once
 
     monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", configured.audience_key)
     assert run(instance, "audience/accounts").success
-    assert sensors.tick("run_failure_alerts") == []  # a success is no news
+    assert sensor.tick() == []  # a success is no news
 
 
 @pytest.mark.slow
 def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance
 ) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     configured.inject_fault("/audience/v1/fields", "status", status=404)
     failed = run(instance, "audience/accounts", "audience/fields")
     assert not failed.success
@@ -213,7 +226,7 @@ def test_a_run_with_one_failed_endpoint_alerts_naming_only_that_asset(
         "audience/accounts"
     }
 
-    [alert] = sensors.tick("run_failure_alerts")
+    [alert] = sensor.tick()
     assert (alert["kind"], alert["asset"]) == ("run_failed", "audience/fields")
     assert alert["details"]["not_updated"] == ["audience/fields"]
     assert "audience/fields failed; the other 1 endpoint(s) of this op loaded and committed" in alert["text"]
@@ -224,14 +237,13 @@ def test_a_check_failing_in_a_failed_run_is_alerted_once(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance
 ) -> None:
     """A blocking check failing at ERROR fails its run: the check alert still goes out, once."""
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     assert run(instance, "audience/segments").success
     configured.data.truncate("segments", 1)  # two of three segments vanish: row_count_drop, blocking
     failed = run(instance, "audience/segments", "audience/segment_people")
     assert not failed.success
 
-    assert sensors.tick("check_failure_alerts") == []  # watches successful runs
-    [alert] = sensors.tick("check_failure_alerts_in_failed_runs")
+    [alert, run_alert] = sensor.tick()  # the check, then the run: two problems, one POST each
     assert (alert["kind"], alert["severity"], alert["asset"], alert["check"], alert["run_id"]) == (
         "check_failed",
         "ERROR",
@@ -239,18 +251,18 @@ def test_a_check_failing_in_a_failed_run_is_alerted_once(
         "row_count_drop",
         failed.run_id,
     )
-    assert sensors.tick("check_failure_alerts_in_failed_runs") == []
-    [run_alert] = sensors.tick("run_failure_alerts")
+    assert run_alert["kind"] == "run_failed"
     assert run_alert["details"]["not_updated"] == ["audience/segment_people"]
+    assert sensor.tick() == []
 
 
 @pytest.mark.slow
 def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue
     assert checked.success
 
-    [alert] = sensors.tick("stale_asset_alerts")
+    [alert] = sensor.tick()  # a WARN check: only the stale alert
     assert (alert["kind"], alert["asset"], alert["check"]) == (
         "asset_stale",
         "feedback/webhooks",
@@ -259,8 +271,7 @@ def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInst
     assert alert["severity"] == "WARN"  # late, not wrong: alerted all the same
     assert alert["run_url"] == f"{BASE_URL}/runs/{checked.run_id}"
     assert "feedback/webhooks is stale" in alert["summary"]
-    assert sensors.tick("stale_asset_alerts") == []
-    assert sensors.tick("check_failure_alerts") == []  # a WARN check: only the stale alert
+    assert sensor.tick() == []
 
 
 @pytest.mark.slow
@@ -272,7 +283,7 @@ def test_a_receiver_that_fails_never_breaks_a_sensor(
     instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     add_stray_response(configured)
     assert run(instance, "feedback/surveys", "feedback/responses").success
     if outage == "answers 500":
@@ -280,11 +291,11 @@ def test_a_receiver_that_fails_never_breaks_a_sensor(
     else:
         monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/alerts")  # discard port
 
-    sent = sensors.tick("check_failure_alerts")  # returns normally
+    sent = sensor.tick()  # returns normally
     attempts = alerts.ATTEMPTS if outage == "answers 500" else 0
     assert len(sent) == attempts  # the same alert, retried
     assert len({json.dumps(p, sort_keys=True) for p in sent}) <= 1
-    logged = [(r.levelno, r.getMessage()) for r in sensors.logs]
+    logged = [(r.levelno, r.getMessage()) for r in sensor.logs]
     retries = [m for level, m in logged if level == logging.WARNING and "Alert POST attempt" in m]
     assert len(retries) == alerts.ATTEMPTS
     assert any(level == logging.ERROR and "Alert not delivered" in m for level, m in logged)
@@ -292,22 +303,24 @@ def test_a_receiver_that_fails_never_breaks_a_sensor(
 
     receiver.status = 200
     monkeypatch.setenv("ANALYTICS_ALERT_WEBHOOK_URL", receiver.url)
-    assert sensors.tick("check_failure_alerts") == []  # past that failure for good: no repeat
+    assert sensor.tick() == []  # past that failure for good: no repeat
 
 
 @pytest.mark.slow
 def test_no_api_key_appears_in_any_alert(
     configured: Sandbox, receiver: Receiver, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sensors = Sensors(instance, receiver)
+    sensor = Sensor(instance, receiver)
     # The feedback key turns up in the data (a survey id), and in a URL someone pasted it into.
     add_stray_response(configured, survey_id=configured.feedback_key)
     assert run(instance, "feedback/surveys", "feedback/responses").success
     monkeypatch.setenv("SOURCES__AUDIENCE__BASE_URL", f"{configured.url}/{configured.audience_key}/v1")
     assert not run(instance, "audience/fields").success
 
-    sent = sensors.tick("check_failure_alerts") + sensors.tick("run_failure_alerts")
+    monkeypatch.setattr(alert_sensors, "TICK_BUDGET_SECONDS", 0.0)  # one run a tick, the other waits
+    sent = sensor.tick() + sensor.tick()
     assert [p["kind"] for p in sent] == ["check_failed", "run_failed"]
+    assert sensor.tick() == []
     raw = b"".join(receiver.bodies)
     for key in (configured.audience_key, configured.feedback_key):
         assert key.encode() not in raw
@@ -326,3 +339,159 @@ def test_without_a_webhook_alerts_are_logged_as_warnings(
     assert record.levelno == logging.WARNING
     assert "ANALYTICS_ALERT_WEBHOOK_URL is not set" in record.message
     assert "key [redacted] in a message" in record.message and "fb-live" not in record.message
+
+
+@pytest.mark.slow
+def test_runs_of_other_assets_are_not_alerted(receiver: Receiver, instance: DagsterInstance) -> None:
+    """A failed run on the same instance whose assets are not this code location's (its key starts like
+    ours, through the Python API's `materialize`): no alert."""
+
+    @asset(key=["audiences", "stray"])
+    def stray() -> None:
+        raise RuntimeError("a neighbour's failure")
+
+    sensor = Sensor(instance, receiver)
+    assert not dagster.materialize([stray], instance=instance, raise_on_error=False).success
+    assert sensor.tick() == []
+
+
+OTHER_CODE_LOCATION = """
+from dagster import Definitions, asset
+
+
+@asset(key=["audiences", "stray"])
+def stray() -> None:
+    raise RuntimeError("a failure of another code location")
+
+
+defs = Definitions(assets=[stray])
+"""
+
+
+def poll(condition: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
+    """Wait for `condition()` to return something true, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout:.0f} s; daemon log:\n{log.read_text()[-4000:]}")
+        time.sleep(1)
+    return found
+
+
+def sensor_cursor(instance: DagsterInstance) -> AlertCursor | None:
+    """The alert sensor's cursor as the daemon stored it (None before its first tick)."""
+    for state in instance.all_instigator_state():
+        if state.name == SENSOR_NAME and state.instigator_data is not None:
+            return AlertCursor.from_json(getattr(state.instigator_data, "cursor", None))
+    return None
+
+
+def ticks_after(instance: DagsterInstance, timestamp: float) -> int:
+    """How many ticks of the alert sensor the daemon started after `timestamp`."""
+    [state] = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+    return len(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=timestamp))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
+    configured: Sandbox, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A real `dagster-daemon` on the instance cron jobs and `dagster asset materialize` use: a CLI run
+    with a check failing at ERROR and a CLI run with a failed endpoint alert once each; so does the run
+    a sensor of the code location launches through the daemon (`segment_members_after_segments`, after
+    the CLI run loaded the segments); a failing run of another code location on the instance, and runs
+    that ended before the sensor's first tick, alert nothing."""
+    with ExitStack() as stack:
+        env = {**dagster_home("embedded", tmp_path, stack), INTERVAL_ENV: "2", "PYTHONUNBUFFERED": "1"}
+        instance = stack.enter_context(DagsterInstance.from_config(env["DAGSTER_HOME"]))
+        # Before the daemon: every freshness check fails (nothing was ever loaded). A run that ended
+        # before the sensor's first tick: never alerted. With results, the freshness sensor launches no
+        # runs of its own during the test.
+        freshness = [k for k in defs.resolve_asset_graph().asset_check_keys if k.name == "freshness_check"]
+        job = define_asset_job("freshness_only", selection=AssetSelection.checks(*freshness))
+        job_def = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("freshness_only")
+        old = job_def.execute_in_process(instance=instance, raise_on_error=False)
+        assert old.success
+
+        log = tmp_path / "daemon.log"
+        with open(log, "wb") as out:
+            daemon = subprocess.Popen(
+                [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the code server and launched runs too
+            )
+        stack.callback(stop_process_group, daemon)
+        started = time.monotonic()
+        poll(lambda: sensor_cursor(instance), 120, "first tick of the alert sensor", log)
+
+        add_stray_response(configured)  # survey_ids_exist fails at ERROR; the run succeeds
+        configured.inject_fault("/audience/v1/fields", "status", status=404)  # this endpoint fails
+        configured.inject_fault("/audience/v1/segments/*", "status", times=1000, status=404)  # members
+        other = tmp_path / "other_location.py"
+        other.write_text(OTHER_CODE_LOCATION)
+        runs = {
+            "feedback": start_materialize(
+                "feedback/surveys,feedback/responses", env, tmp_path / "feedback.log"
+            ),
+            "audience": start_materialize(
+                "audience/segments,audience/fields", env, tmp_path / "audience.log"
+            ),
+        }
+        with open(tmp_path / "other.log", "wb") as out:
+            runs["other"] = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "asset", "materialize", "-f", str(other), "--select", "*"],
+                cwd=tmp_path,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        codes = {name: process.wait(timeout=300) for name, process in runs.items()}
+        logs = {name: (tmp_path / f"{name}.log").read_text()[-2000:] for name in runs}
+        assert codes == {"feedback": 0, "audience": 1, "other": 1}, logs
+
+        def all_seen() -> bool:
+            """Three alerts arrived, no run is going on, and the sensor looked at every run that ended."""
+            if len(receiver.bodies) < 3:
+                return False
+            records = instance.get_run_records()
+            cursor = sensor_cursor(instance)
+            return cursor is not None and all(
+                r.dagster_run.is_finished and r.dagster_run.run_id in {*cursor.seen, old.run_id}
+                for r in records
+            )
+
+        poll(all_seen, 180, "alerts of every run", log)
+        elapsed = f"{time.monotonic() - started:.0f} s from the daemon's start"
+        seen_at = time.time()
+        poll(lambda: ticks_after(instance, seen_at) >= 2, 60, "two more ticks", log)  # no repeat
+
+        by_assets = {
+            frozenset(k.to_user_string() for k in r.dagster_run.asset_selection or ()): r.dagster_run
+            for r in instance.get_run_records()
+        }
+        launched = by_assets[frozenset({"audience/segment_people"})]
+        assert launched.remote_job_origin is not None  # launched through the code location, by its sensor
+        assert by_assets[frozenset({"audiences/stray"})].is_failure  # looked at (all_seen), not alerted
+        sent = sorted(receiver.payloads(), key=lambda p: (p["kind"], p["asset"]))
+        assert [(p["kind"], p["asset"], p["check"], p["run_id"]) for p in sent] == [
+            (
+                "check_failed",
+                "feedback/responses",
+                "survey_ids_exist",
+                by_assets[frozenset({"feedback/surveys", "feedback/responses"})].run_id,
+            ),
+            (
+                "run_failed",
+                "audience/fields",
+                None,
+                by_assets[frozenset({"audience/segments", "audience/fields"})].run_id,
+            ),
+            ("run_failed", "audience/segment_people", None, launched.run_id),
+        ], elapsed
+        assert "audience/fields failed" in sent[1]["text"]
+        assert sent[2]["details"]["not_updated"] == ["audience/segment_people"]

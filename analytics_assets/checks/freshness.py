@@ -34,7 +34,7 @@ FRESHNESS_WINDOW = timedelta(hours=26)
 FRESHNESS_CHECK_NAME = "freshness_check"
 """The name Dagster gives each check `build_last_update_freshness_checks` builds."""
 FRESHNESS_PARAMS_METADATA_KEY = "dagster/freshness_params"
-"""Metadata every freshness check result carries: how the alert sensors tell a staleness apart."""
+"""Metadata every freshness check result carries: how the alert sensor tells a staleness apart."""
 FRESHNESS_SENSOR_NAME = "freshness_checks_sensor"
 
 
@@ -60,7 +60,7 @@ def build_freshness_sensor(checks: Sequence[AssetChecksDefinition]) -> SensorDef
         description=(
             "Evaluates each asset's freshness_check (materialized within the last 26 hours) between runs,"
             " launching a cheap check-only run when one may have become overdue. On by default: without it"
-            " an asset that stops loading never turns stale, and stale_asset_alerts has nothing to report."
+            " an asset that stops loading never turns stale, and webhook_alerts has nothing to report."
         ),
         asset_selection=AssetSelection.checks(*freshness),
         minimum_interval_seconds=600,
