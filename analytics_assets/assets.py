@@ -223,8 +223,12 @@ class _Load:
 
     def plan(self, pipeline: dlt.Pipeline, resource: str, served: ServedKeys) -> SweepPlan:
         """What the sweep after this write deletes; raises `SweepRefusedError` (nothing gets written)
-        above the warehouse's `max_row_drop`."""
-        return plan_sweep(pipeline, resource, self.catalog[resource].primary_key, served, self.max_row_drop)
+        above the warehouse's `max_row_drop`. A refresh deletes nothing: it drops the table and loads
+        what was served (the way to accept a mass deletion)."""
+        key = self.catalog[resource].primary_key
+        if self.refresh:
+            return SweepPlan(resource, key, served.sorted_hashes(resource), [], [])
+        return plan_sweep(pipeline, resource, key, served, self.max_row_drop)
 
     def write(self, load: EndpointLoad) -> LoadInfo:
         if not load.unavailable and self.sweeps(load.resource):
