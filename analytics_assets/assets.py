@@ -340,7 +340,11 @@ class _Load:
 
 
 def _start_reads(
-    run: _Load, resources: list[str], warehouse: WarehouseResource, ahead: bool = False
+    context: AssetExecutionContext,
+    run: _Load,
+    resources: list[str],
+    warehouse: WarehouseResource,
+    ahead: bool = False,
 ) -> EndpointReads:
     """Start reading the endpoints `resources` of the load `run`, each into a pipeline of its own.
 
@@ -354,7 +358,7 @@ def _start_reads(
     # requests start first (seen: `/people/all` started 1.1 s into a run, behind four one-page endpoints).
     paged_first = sorted(resources, key=lambda r: run.catalog[r].limit_param is None)
     loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in paged_first]
-    return EndpointReads(loads, run.read, restore_first_here=not ahead)
+    return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=not ahead)
 
 
 def _read_later_steps(
@@ -394,15 +398,16 @@ def _read_later_steps(
             config = SyncConfig(**ops_config.get(step, {}).get("config", {}))
             if config.refresh:
                 continue
-            api_hold = hold_api_lock(api.name, context, wait=False)
+            # Only tried: this step holds its own API's lock, and waits for no other (`locks.py`).
+            api_hold = hold_api_lock(api.name, context, warehouse.lock_timeout(), wait=False)
             if api_hold is None:
                 context.log.info(f"Not reading {step} ahead: another run holds the {api.name} API's lock.")
                 continue
-            releases = [api_hold, warehouse.hold_lock(context.log, run_id)]
+            releases = [api_hold]
             try:
                 refusal = refusals.setdefault(api.name, KeyRefusal())
                 run = _Load(context.log, api, api.catalog, config, warehouse, refusal)
-                reads = _start_reads(run, selected, warehouse, ahead=True)
+                reads = _start_reads(context, run, selected, warehouse, ahead=True)
             except Exception as error:
                 for release in releases:
                     release()
@@ -475,7 +480,8 @@ def _build_load_assets(
                     )
                 )
         run_id = context.run.run_id
-        with api_lock(api.name, context), warehouse.lock(context.log, run_id):  # runs of one API take turns
+        # Runs of one API take turns; then the warehouse's writer (the lock order of `locks.py`).
+        with api_lock(api.name, context, warehouse.lock_timeout()), warehouse.lock(context):
             if ahead is not None:
                 ahead.release()  # the step holds the locks itself now
                 run, reads = ahead.load, ahead.reads
@@ -483,12 +489,12 @@ def _build_load_assets(
                 context.log.info(f"{', '.join(selected)}: read ahead since the run's first load step.")
             else:
                 run = _Load(context.log, api, catalog, config, warehouse)
-                reads = _start_reads(run, selected, warehouse)
+                reads = _start_reads(context, run, selected, warehouse)
             later = (
                 _read_later_steps(context, warehouse, load, run) if read_ahead.first_load_step(run_id) else []
             )
             loads = reads.write_each(run.write)
-            for started in later:  # what follows opens the warehouse outside `_WAREHOUSE_TURN`
+            for started in later:  # what follows opens the warehouse outside `WAREHOUSE_TURN`
                 started.reads.wait_restored()
             for note in (note for endpoint in loads for note in endpoint.notes):
                 context.log.info(note)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import dlt
@@ -41,20 +42,24 @@ class EndpointLoad:
     """What its read has to tell the step's log (e.g. the path it was read at instead of the seed's)."""
 
 
-_WAREHOUSE_TURN = threading.Lock()
+WAREHOUSE_TURN = threading.Lock()
 """One thread of the process at a time opens the warehouse: DuckDB, asked by two threads at once to open
 one file, can refuse the second ("Unique file handle conflict: ... already attached"; seen under load
 in the reading threads' `sync_destination`). The API requests stay side by side."""
 
 
-def fresh_pipeline(pipeline: dlt.Pipeline) -> dlt.Pipeline:
-    """The pipeline with its local state dropped and restored from the warehouse.
+Hold = Callable[[], AbstractContextManager[object]]
+"""Holds the warehouse's one-writer lock for a block (`WarehouseResource.lock`, bounded)."""
+
+
+def fresh_pipeline(pipeline: dlt.Pipeline, hold: Hold) -> dlt.Pipeline:
+    """The pipeline with its local state dropped and restored from the warehouse, under `hold`.
 
     Local state can only be stale (another machine loaded since) or hold a failed run's package; the
     warehouse holds the truth (dagster-dlt's own runs assume the same).
     """
     pipeline.drop()
-    with _WAREHOUSE_TURN:
+    with hold(), WAREHOUSE_TURN:
         pipeline.sync_destination()
     return pipeline
 
@@ -64,7 +69,7 @@ class EndpointReads:
     then writes each one read whole as soon as it is, one at a time.
 
     Each endpoint's pipeline is restored from the warehouse before it is read, in its reading thread,
-    one thread at a time (`_WAREHOUSE_TURN`), side by side with the reads already going; the first in the
+    one thread at a time (`WAREHOUSE_TURN`), side by side with the reads already going; the first in the
     calling thread when `restore_first_here` (see below). `wait_restored` tells when none of them will
     open the warehouse again: reading never does.
 
@@ -72,6 +77,9 @@ class EndpointReads:
         loads: The endpoints of the op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
+        hold: Holds the warehouse's lock around each restore: the step holds it already (and this joins
+            its hold); a read started ahead for a later step holds it only while it restores, never from
+            one step to the next (the lock order in `locks.py`).
         restore_first_here: Restore the first pipeline before any thread starts (the first reads of a
             process); reads started ahead, later, need not wait for it.
     """
@@ -80,6 +88,7 @@ class EndpointReads:
         self,
         loads: Sequence[EndpointLoad],
         read: Callable[[EndpointLoad], None],
+        hold: Hold,
         restore_first_here: bool = True,
     ) -> None:
         self.loads = list(loads)
@@ -91,7 +100,7 @@ class EndpointReads:
 
         if self.loads and restore_first_here:
             try:
-                fresh_pipeline(self.loads[0].pipeline)
+                fresh_pipeline(self.loads[0].pipeline, hold)
             except Exception as error:
                 self.loads[0].error = error
             self._restored[0].set()
@@ -100,7 +109,7 @@ class EndpointReads:
             load.pipeline.activate()  # dlt's contexts are per thread: this thread works for this pipeline
             try:  # errors are kept for the report; the other endpoints go on
                 if load.error is None and not restored.is_set():
-                    fresh_pipeline(load.pipeline)
+                    fresh_pipeline(load.pipeline, hold)
             except Exception as error:
                 load.error = error
             finally:
@@ -136,7 +145,7 @@ class EndpointReads:
             if load.error is None and load.unavailable is None:
                 load.pipeline.activate()
                 try:
-                    with _WAREHOUSE_TURN:
+                    with WAREHOUSE_TURN:
                         load.info = write(load)
                     continue
                 except Exception as error:

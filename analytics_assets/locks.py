@@ -17,13 +17,23 @@ moment its holder's process is gone:
   vanishes (server-side TCP keepalives, set on the session). Runs on several machines share it.
 
 A waiting op polls once a second and logs, in the run's log (the UI shows it), which run holds the
-lock and that it waits; the holder's run id is the lock file's content or the holder session's
-`application_name`. Lock order is always `api_lock`, then the warehouse resource's `lock`, and no op
-waits for two API locks, so the locks cannot deadlock.
+lock and since when; the holder's run id and time are the lock file's content, or the holder session's
+`application_name` and start. **Every wait is bounded**: after `lock_timeout_seconds` of the warehouse
+resource (`ANALYTICS_LOCK_TIMEOUT_SECONDS`, one hour by default) the step fails, naming the holder (run,
+job, since when) and the setting (`LockTimeoutError`).
+
+**The lock order**, kept by every path (loads, reads ahead, checks, the sweep's repair, refreshes):
+1. an API's lock (`api_lock`, `hold_api_lock`); a holder of one API's lock only ever *tries* the other's
+   (reads ahead: `wait=False`), so no run waits for an API lock while holding another run's way;
+2. the warehouse's one-writer lock (`WarehouseResource.lock`, on DuckDB), held within a step, or by a
+   read ahead only while it restores its pipeline: never from one step to the next, and no one waits for
+   an API lock while holding it;
+3. innermost, `endpoints_load.WAREHOUSE_TURN`: one thread of the process at a time opens the DuckDB file.
+A run waits for a lock only while holding locks earlier in this order, so two runs cannot wait on each
+other; and every wait ends within its bound anyway.
 
 A lock belongs to a run, not to a step (`hold_for_run`): the run's steps and the reads started ahead for
-its later steps (`read_ahead.py`) share it, and it is released when the last of them lets go. Reads ahead
-only ever try a lock (`wait=False`) and go without when another run holds it.
+its later steps (`read_ahead.py`) share it, and it is released when the last of them lets go.
 """
 
 from __future__ import annotations
@@ -34,10 +44,12 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from dagster import DagsterInstance, DagsterLogManager, DagsterRun
+from dagster import DagsterInstance, DagsterLogManager, DagsterRun, Failure
 
 POLL_SECONDS = 1.0
 """How often a waiting op tries the lock again (a dead holder's lock is free at once)."""
@@ -70,21 +82,39 @@ class RunContext(Protocol):
     def log(self) -> DagsterLogManager: ...
 
 
+LOCK_TIMEOUT_ENV = "ANALYTICS_LOCK_TIMEOUT_SECONDS"
+"""The setting that bounds every lock wait (the warehouse resource's `lock_timeout_seconds`)."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock, as far as the lock can tell."""
+
+    run_id: str | None
+    since: datetime | None
+
+
+class LockTimeoutError(Failure):
+    """A step waited for a lock as long as its bound allows: the message names the holder and the setting."""
+
+
 class _Lock(Protocol):
     def try_acquire(self, run_id: str) -> bool: ...
 
-    def holder(self) -> str | None: ...
+    def holder(self) -> Holder: ...
 
     def release(self) -> None: ...
 
 
-class _FileLock:
-    """An `flock` on a file under the instance folder; the file holds the holder's run id."""
+class FileLock:
+    """An `flock` on a file; the file holds the holder's run id and since when (`<run id> <ISO time>`).
+
+    The kernel drops the lock when the holder's process dies, whatever killed it."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # "a+": opening must not truncate the id a live holder wrote.
+        # "a+": opening must not truncate what a live holder wrote.
         self.file = open(path, "a+")  # noqa: SIM115 (closed in release)
 
     def try_acquire(self, run_id: str) -> bool:
@@ -94,15 +124,20 @@ class _FileLock:
             return False
         self.file.seek(0)
         self.file.truncate()
-        self.file.write(run_id)
+        self.file.write(f"{run_id} {datetime.now(UTC).isoformat(timespec='seconds')}")
         self.file.flush()
         return True
 
-    def holder(self) -> str | None:
+    def holder(self) -> Holder:
         try:
-            return self.path.read_text().strip() or None
+            run_id, _, since = self.path.read_text().strip().partition(" ")
         except OSError:
-            return None
+            return Holder(None, None)
+        try:
+            when = datetime.fromisoformat(since) if since else None
+        except ValueError:
+            when = None
+        return Holder(run_id or None, when)
 
     def release(self) -> None:
         self.file.close()  # closing the file drops the flock
@@ -137,18 +172,19 @@ class _PostgresLock:
             cursor.execute("select pg_try_advisory_lock(%s, %s)", self.key)
             return bool(cursor.fetchone()[0])
 
-    def holder(self) -> str | None:
+    def holder(self) -> Holder:
+        # The holder's session is opened right before it takes the lock: its start is "since when".
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid"
-                " where l.locktype = 'advisory' and l.granted and l.classid = %s and l.objid = %s"
-                " and l.objsubid = 2 and l.database = (select oid from pg_database"
+                "select a.application_name, a.backend_start from pg_locks l join pg_stat_activity a"
+                " on a.pid = l.pid where l.locktype = 'advisory' and l.granted and l.classid = %s"
+                " and l.objid = %s and l.objsubid = 2 and l.database = (select oid from pg_database"
                 " where datname = current_database())",
                 self.key,
             )
             row = cursor.fetchone()
         name = str(row[0]) if row and row[0] else ""
-        return name.removeprefix(_APPLICATION_PREFIX) or None
+        return Holder(name.removeprefix(_APPLICATION_PREFIX) or None, row[1] if row else None)
 
     def release(self) -> None:
         if self.connection is not None:
@@ -161,18 +197,63 @@ def _lock_for(instance: DagsterInstance, api: str) -> _Lock:
     storage = instance.run_storage
     if isinstance(storage, PostgresRunStorage):
         return _PostgresLock(storage.postgres_url, api)
-    return _FileLock(Path(instance.root_directory) / "locks" / f"{api}.lock")
+    return FileLock(Path(instance.root_directory) / "locks" / f"{api}.lock")
 
 
-def _describe(instance: DagsterInstance, run_id: str | None, own_run_id: str) -> str:
-    if run_id is None:
-        return "another run"
-    if run_id == own_run_id:
-        return f"another step of this run ({run_id})"
-    run = instance.get_run_by_id(run_id)
-    status = f", {run.status.value}" if run is not None else ""
-    job = f" of {run.job_name}" if run is not None else ""
-    return f"run {run_id}{job}{status}"
+def describe_holder(instance: DagsterInstance, holder: Holder, own_run_id: str) -> str:
+    """`run <id> of <job> (<status>), since <time>`, or what is known of it."""
+    since = f", since {holder.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if holder.since else ""
+    if holder.run_id is None:
+        return f"another run{since}"
+    if holder.run_id == own_run_id:
+        return f"another step of this run ({holder.run_id}){since}"
+    run = instance.get_run_by_id(holder.run_id)
+    job = f" of {run.job_name} ({run.status.value})" if run is not None else ""
+    return f"run {holder.run_id}{job}{since}"
+
+
+def wait_for(lock: _Lock, what: str, context: RunContext, timeout: float, wait: bool = True) -> bool:
+    """Take `lock` for this run, waiting at most `timeout` seconds while another holds it.
+
+    Args:
+        what: The lock in words, for the log and the error ("the audience API's lock").
+        wait: False: give up at once when another holds it.
+
+    Returns:
+        True once taken; False when busy and `wait` is False.
+
+    Raises:
+        LockTimeoutError: Still held by another after `timeout` seconds; names the holder and the setting.
+    """
+    run_id = context.run.run_id
+    if lock.try_acquire(run_id):
+        return True
+    if not wait:
+        return False
+    started = time.monotonic()
+    logged: Holder | None = None
+    while not lock.try_acquire(run_id):
+        current = lock.holder()
+        if current != logged:
+            context.log.info(
+                f"Waiting for {what}: {describe_holder(context.instance, current, run_id)} holds it. This"
+                f" step goes on as soon as it is let go (a killed run lets go at once), or fails after"
+                f" {timeout:.0f} s ({LOCK_TIMEOUT_ENV})."
+            )
+            logged = current
+        if time.monotonic() - started >= timeout:
+            raise LockTimeoutError(
+                description=(
+                    f"Gave up waiting for {what} after {timeout:.0f} s:"
+                    f" {describe_holder(context.instance, current, run_id)} holds it. If that run is stuck,"
+                    " terminate it (a killed run lets go of its locks at once); if it is only long, raise"
+                    f" {LOCK_TIMEOUT_ENV} (the warehouse resource's lock_timeout_seconds)."
+                ),
+                metadata={"holder_run_id": current.run_id or "", "timeout_seconds": timeout},
+            )
+        time.sleep(min(POLL_SECONDS, max(timeout - (time.monotonic() - started), 0.01)))
+    context.log.info(f"Got {what} after waiting {time.monotonic() - started:.0f} s.")
+    return True
 
 
 Release = Callable[[], None]
@@ -225,56 +306,49 @@ def _let_go(key: tuple[str, str]) -> Release:
     return release
 
 
-def hold_api_lock(api: str, context: RunContext, wait: bool = True) -> Release | None:
-    """Hold the lock of one API's loads for the run, waiting for it if needed (`wait`).
+def hold_api_lock(api: str, context: RunContext, timeout: float, wait: bool = True) -> Release | None:
+    """Hold the lock of one API's loads for the run, waiting for it at most `timeout` seconds (`wait`).
 
     Args:
         api: The API name (`audience`, `feedback`): one lock per API, shared by all its ops.
         context: The op's context: its instance holds the lock, its run id names the holder, its log
             tells a waiting run's reader what it waits for.
-        wait: False: return None at once when another run holds the lock.
+        timeout: The bound of the wait (`LOCK_TIMEOUT_ENV`).
+        wait: False: return None at once when another run holds it.
 
     Returns:
         The release of this hold; None when the lock is busy and `wait` is False.
+
+    Raises:
+        LockTimeoutError: Another run held it for all of `timeout`.
     """
-    run_id = context.run.run_id
 
     def acquire() -> Release | None:
         lock = _lock_for(context.instance, api)
         try:
-            if lock.try_acquire(run_id):
+            if wait_for(
+                lock,
+                f"the {api} API's lock (the loads and checks of one API take turns)",
+                context,
+                timeout,
+                wait,
+            ):
                 return lock.release
-            if not wait:
-                lock.release()
-                return None
-            started = time.monotonic()
-            holder: str | None = None
-            logged = False
-            while not lock.try_acquire(run_id):
-                current = lock.holder()
-                if not logged or current != holder:
-                    context.log.info(
-                        f"Waiting for the {api} API: {_describe(context.instance, current, run_id)} holds"
-                        f" its lock (the loads and checks of one API take turns). This step goes on as soon"
-                        " as that run's step ends; a run that was killed releases the lock at once."
-                    )
-                    holder, logged = current, True
-                time.sleep(POLL_SECONDS)
-            context.log.info(f"Got the {api} API's lock after waiting {time.monotonic() - started:.0f} s.")
-            return lock.release
         except BaseException:
             lock.release()
             raise
+        lock.release()
+        return None
 
-    return hold_for_run(f"api {api}", run_id, acquire)
+    return hold_for_run(f"api {api}", context.run.run_id, acquire)
 
 
 @contextmanager
-def api_lock(api: str, context: RunContext) -> Iterator[None]:
-    """Hold the lock of one API's loads for the duration of the block, waiting for it if needed
-    (see `hold_api_lock`)."""
-    release = hold_api_lock(api, context)
-    assert release is not None, "a waiting hold always gets the lock"
+def api_lock(api: str, context: RunContext, timeout: float) -> Iterator[None]:
+    """Hold the lock of one API's loads for the duration of the block, waiting for it at most `timeout`
+    seconds (see `hold_api_lock`)."""
+    release = hold_api_lock(api, context, timeout)
+    assert release is not None, "a waiting hold gets the lock or raises"
     try:
         yield
     finally:

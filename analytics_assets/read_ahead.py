@@ -11,9 +11,11 @@ failed, it was skipped, the run ended first) drops them (`ReadAhead.discard`, `d
 extracted is ever loaded later, and a failed or killed run leaves only local files that the next run
 drops when it restores its pipelines.
 
-Locks: reads ahead hold their API's lock and the warehouse lock for the run from their start until the
-step they were read for holds them itself (`locks.hold_for_run`). They only try the API's lock: when
-another run holds it, that step reads when it runs, as before.
+Locks (the order in `locks.py`): reads ahead hold their API's lock for the run from their start until
+the step they were read for holds it itself (`locks.hold_for_run`); they only try it: when another run
+holds it, that step reads when it runs, as before. They hold the warehouse's lock only while they restore
+their pipelines, never from one step to the next: a read that no step takes (its parent failed) keeps
+no other run from writing.
 
 Plain Python: `assets.py` decides what to read ahead and for which step.
 """
@@ -31,7 +33,7 @@ from analytics_assets.locks import Release
 
 @dataclass
 class ReadAhead:
-    """The reads started for one later step of a run, and the locks they hold for it."""
+    """The reads started for one later step of a run, and the API lock they hold for it."""
 
     step: str
     load: Any

@@ -6,26 +6,38 @@ the definitions, from the environment variable named beside it (unset too: the d
 - `destination` / `ANALYTICS_DESTINATION`: the dlt destination (`duckdb` by default, `postgres`, or any
   other dlt destination name, configured the dlt way: `DESTINATION__<NAME>__CREDENTIALS`, ...).
 - `duckdb_path` / `ANALYTICS_DUCKDB_PATH`: the DuckDB file (default `data/analytics.duckdb`).
-- `max_row_drop` / `ANALYTICS_MAX_ROW_DROP`: the share of rows a table may lose between two runs
-  (`checks/history.py`).
+- `max_row_drop` / `ANALYTICS_MAX_ROW_DROP`: the share of its rows one sync may delete from a table,
+  and that a table may lose between two runs (`checks/history.py`).
+- `lock_timeout_seconds` / `ANALYTICS_LOCK_TIMEOUT_SECONDS`: how long a step waits for a lock (`locks.py`).
 Each API gets its own pipeline names and dataset, so their state and tables never mix.
 """
 
 from __future__ import annotations
 
-import fcntl
-import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
+import duckdb
 from dagster import ConfigurableResource, Failure, InitResourceContext
 from dlt.common.destination import Destination
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field
 
-from analytics_assets.locks import Release, hold_for_run
+from analytics_assets.endpoints_load import WAREHOUSE_TURN
+from analytics_assets.locks import (
+    LOCK_TIMEOUT_ENV,
+    POLL_SECONDS,
+    FileLock,
+    LockTimeoutError,
+    Release,
+    RunContext,
+    hold_for_run,
+    wait_for,
+)
 from analytics_assets.read_ahead import discard_run
 from analytics_assets.settings import resource_setting
 
@@ -35,6 +47,8 @@ DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DUCKDB_PATH = "data/analytics.duckdb"
 MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
 DEFAULT_MAX_ROW_DROP = 0.5
+DEFAULT_LOCK_TIMEOUT = 3600.0
+"""One hour: longer than any load of either API at 1,000,000 people, shorter than a night."""
 
 LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "insert_values"}
 """The loader file format per destination, chosen for speed among those that keep the data intact.
@@ -77,6 +91,14 @@ class WarehouseResource(ConfigurableResource):
         description=(
             f"The DuckDB file (relative to the working directory); a lock file beside it lets one load"
             f" write at a time. Unset: {DUCKDB_PATH_ENV}, else {DEFAULT_DUCKDB_PATH}."
+        ),
+    )
+    lock_timeout_seconds: str | None = Field(
+        default=None,
+        description=(
+            "Seconds a step waits for a lock (an API's: its runs take turns; the DuckDB file's: one writer)"
+            " before it fails naming the holder. Unset: "
+            f"{LOCK_TIMEOUT_ENV}, else {DEFAULT_LOCK_TIMEOUT:.0f}."
         ),
     )
     max_row_drop: str | None = Field(
@@ -174,40 +196,101 @@ class WarehouseResource(ConfigurableResource):
                 metadata={"destination": name},
             ) from None
 
-    def hold_lock(self, log: logging.Logger, run_id: str) -> Release:
+    def lock_timeout(self) -> float:
+        """Seconds any step waits for a lock (an API's, the warehouse's) before it fails naming the holder.
+
+        Raises:
+            ValueError: The setting is not a positive number.
+        """
+        raw = resource_setting(self.lock_timeout_seconds, LOCK_TIMEOUT_ENV, "")
+        try:
+            value = float(raw) if raw else DEFAULT_LOCK_TIMEOUT
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise ValueError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds above 0, got {raw!r}")
+        return value
+
+    def hold_lock(self, context: RunContext) -> Release:
         """Hold the embedded warehouse for one writer at a time, for a run; returns the release.
 
         DuckDB lets only one process open a file for writing; runs of the two APIs are processes of their
         own (a schedule tick can meet a manual run), so their loads take turns on a lock file beside the
-        database. The run's steps and its reads ahead share the hold (`locks.hold_for_run`). Server
-        destinations handle concurrent writers themselves: nothing to hold.
+        database, waiting at most `lock_timeout` (`locks.wait_for`). Once it holds the lock file, it makes
+        sure no process outside Dagster (a notebook, a BI tool) holds the DuckDB file open, waiting for it
+        within the same bound (`_wait_for_the_file`). The run's steps and its reads ahead share the hold
+        (`locks.hold_for_run`). Server destinations handle concurrent writers themselves: nothing to hold.
+
+        Raises:
+            LockTimeoutError: Another run, or another process, held it for all of `lock_timeout`.
         """
         if self.destination_name() != "duckdb":
             return lambda: None
-        path = self.duckdb_file()
+        path, timeout = self.duckdb_file(), self.lock_timeout()
 
         def acquire() -> Release:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 (closed on release)
+            lock = FileLock(path.with_name(path.name + ".lock"))
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info(f"Waiting for another load to finish writing {path} (DuckDB allows one writer).")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            return handle.close  # closing the file drops the flock
+                started = time.monotonic()
+                wait_for(lock, f"the warehouse {path} (DuckDB allows one writer)", context, timeout)
+                _wait_for_the_file(path, context, timeout - (time.monotonic() - started))
+            except BaseException:
+                lock.release()
+                raise
+            return lock.release
 
-        release = hold_for_run(f"warehouse {path}", run_id, acquire)
-        assert release is not None, "a waiting hold always gets the lock"
+        release = hold_for_run(f"warehouse {path}", context.run.run_id, acquire)
+        assert release is not None, "a waiting hold gets the lock or raises"
         return release
 
     @contextmanager
-    def lock(self, log: logging.Logger, run_id: str) -> Iterator[None]:
+    def lock(self, context: RunContext) -> Iterator[None]:
         """Hold the embedded warehouse for the duration of the block (see `hold_lock`)."""
-        release = self.hold_lock(log, run_id)
+        release = self.hold_lock(context)
         try:
             yield
         finally:
             release()
+
+
+_HELD_BY = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _wait_for_the_file(path: Path, context: RunContext, timeout: float) -> None:
+    """Wait (at most `timeout` s) until this process can open the DuckDB file for writing: another
+    process holding it open (a notebook, a BI tool) keeps every load out, and dlt would say only that the
+    connection failed and the credentials may be wrong.
+
+    Raises:
+        LockTimeoutError: Still held after `timeout`; names the process DuckDB reports.
+    """
+    started, logged = time.monotonic(), False
+    while True:
+        try:
+            with WAREHOUSE_TURN:  # not while a thread of this process has it open (`endpoints_load.py`)
+                duckdb.connect(str(path)).close()
+            return
+        except duckdb.IOException as error:
+            held = _HELD_BY.search(str(error))
+            if held is None:
+                raise
+            holder = f"process {held['pid']} ({held['program']})"
+        if not logged:
+            context.log.info(
+                f"Waiting for {path}: {holder} has the DuckDB file open (DuckDB allows one writer)."
+            )
+            logged = True
+        if time.monotonic() - started >= timeout:
+            raise LockTimeoutError(
+                description=(
+                    f"The DuckDB file {path} is held by another process, {holder}: DuckDB lets one process"
+                    f" open it for writing. Waited {timeout:.0f} s ({LOCK_TIMEOUT_ENV}); nothing was requested"
+                    " from the APIs. Close the file there (a notebook or BI tool can read it with"
+                    " duckdb.connect(path, read_only=True) while no load runs), then run again."
+                ),
+                metadata={"holder_pid": int(held["pid"])},
+            )
+        time.sleep(POLL_SECONDS)
 
 
 class WarehouseUnreachableError(Failure):

@@ -242,8 +242,8 @@ def build_load_checks(
         # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
         # API is merging into it. DuckDB: a check op also takes its turn on the file.
         with (
-            api_lock(dataset, context),
-            warehouse.lock(context.log, context.run.run_id),
+            api_lock(dataset, context, warehouse.lock_timeout()),
+            warehouse.lock(context),
             pipeline.sql_client() as sql,
         ):
             for key, check in by_key.items():
