@@ -376,3 +376,28 @@ def test_keys_served_twice_count_as_a_move(pipeline: dlt.Pipeline) -> None:
     result = apply_sweep(pipeline, plan_sweep(pipeline, "peoples", ["id"], served_ids(["p-1", "p-1", "p-3"])))
     assert (result.deleted, result.unconfirmed) == (0, 2)
     assert result.moved == "1 record(s) were served twice, so others may have been skipped"
+
+
+def test_a_history_table_closes_a_version_only_on_the_same_proof(tmp_path: Path) -> None:
+    history = dlt.pipeline(
+        pipeline_name="sweep_history",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
+        dataset_name="audience",
+    )
+    scd2 = {"disposition": "merge", "strategy": "scd2"}
+    people = [{"id": f"p-{i}", "name": f"n{i}"} for i in range(1, 5)]
+    history.run(dlt.resource(people, name="peoples", primary_key="id", write_disposition=scd2))  # type: ignore[arg-type]
+
+    def active() -> list[tuple[Any, ...]]:
+        return rows(history, "select id from peoples where _dlt_valid_to is null order by id")
+
+    # A read that moved missed p-2 and p-4: no version is closed yet.
+    first = apply_sweep(history, plan_sweep(history, "peoples", ["id"], moved_read(["p-1", "p-3"])))
+    assert (first.closed, first.unconfirmed) == (0, 2)
+    assert active() == [("p-1",), ("p-2",), ("p-3",), ("p-4",)]
+    # The next read (which held still) served p-2 again: only p-4's version closes, and stays as history.
+    second = apply_sweep(history, plan_sweep(history, "peoples", ["id"], served_ids(["p-1", "p-2", "p-3"])))
+    assert (second.closed, second.deleted) == (1, 0)
+    assert active() == [("p-1",), ("p-2",), ("p-3",)]
+    assert rows(history, "select count(*) from peoples") == [(4,)]
