@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -78,43 +77,60 @@ def test_two_live_runs_of_one_api_take_turns(
     assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
 
 
-RESPONSES = "/feedback/v1/management/responses"
 SEGMENTS = "/audience/v1/segments"
+CHECK_STEP = """
+import fcntl, sys, time
+api, warehouse = open(sys.argv[1], "a+"), open(sys.argv[2], "a+")
+fcntl.flock(api, fcntl.LOCK_EX)  # a feedback check step: its API's lock first ...
+api.seek(0); api.truncate(); api.write("feedback-checks-run"); api.flush()
+print("holding", flush=True)
+while True:  # the sync's first step takes the warehouse: from then on this step waits for it
+    try:
+        fcntl.flock(warehouse, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        break
+    fcntl.flock(warehouse, fcntl.LOCK_UN)
+    time.sleep(0.02)
+fcntl.flock(warehouse, fcntl.LOCK_EX)  # ... then the warehouse's, waiting for it as long as it takes
+print("checked", flush=True)
+"""
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize(
-    ("instance", "warehouse"), [("embedded", "duckdb"), ("postgres", "postgres")], indirect=["warehouse"]
-)
-def test_a_sync_and_a_feedback_run_never_wait_on_each_other(
-    configured: Sandbox,
-    warehouse: Warehouse,
-    tmp_path: Path,
-    instance: str,
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_sync_never_holds_the_warehouse_while_it_waits_for_an_api(
+    configured: Sandbox, warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pair a schedule and a sensor start together: a feedback run reading a slow responses page,
-    and a sync of every asset whose `/segments` fails, so that the members read ahead for it are never
-    written. Neither may hold a lock the other waits for while it waits itself (`locks.py`)."""
-    for api in ("AUDIENCE", "FEEDBACK"):
-        monkeypatch.setenv(f"SOURCES__{api}__RETRY_BACKOFF_FACTOR", "0.05")
-    configured.inject_fault(RESPONSES, "latency", delay=15, query={"skip": "0"})
+    """The pair a schedule and a sensor start together: a sync of every asset whose `/segments` fails (so
+    the members read ahead for it are never written) and a feedback run whose check step holds the
+    feedback API's lock while it waits for the warehouse (here a process doing exactly what that step
+    does, to meet the sync at the one moment that matters). The sync must let go of the warehouse before
+    it waits for the feedback API: before, both waited for good."""
+    monkeypatch.setenv("SOURCES__AUDIENCE__RETRY_BACKOFF_FACTOR", "0.05")
     configured.inject_fault(SEGMENTS, "status", status=500, times=1000)
+    assert warehouse.path is not None
+    warehouse.path.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        home = dagster_home(instance, tmp_path, stack)
-        feedback = start_materialize("group:feedback", home, tmp_path / "feedback.log")
-        stack.callback(kill_if_running, feedback)
-        deadline = time.monotonic() + 120
-        while not configured.requests(path=RESPONSES) and time.monotonic() < deadline:
-            time.sleep(0.2)  # the feedback run holds its API's lock from its first request on
-        assert configured.requests(path=RESPONSES), (tmp_path / "feedback.log").read_text()[-3000:]
+        home = dagster_home("embedded", tmp_path, stack)
+        locks = Path(home["DAGSTER_HOME"]) / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        checks = subprocess.Popen(
+            [sys.executable, "-c", CHECK_STEP, str(locks / "feedback.lock"), f"{warehouse.path}.lock"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        stack.callback(kill_if_running, checks)  # type: ignore[arg-type]
+        assert checks.stdout is not None and checks.stdout.readline().strip() == "holding"
         sync = start_materialize("*", home, tmp_path / "sync.log")
         stack.callback(kill_if_running, sync)
-        assert feedback.wait(timeout=300) == 0, (tmp_path / "feedback.log").read_text()[-3000:]
-        assert sync.wait(timeout=300) != 0  # /segments failed: the run fails, naming it
+        # The check step gets the warehouse once the sync's audience step is done, and lets go of both.
+        assert checks.wait(timeout=180) == 0, "the check step never got the warehouse"
+        assert checks.stdout.read().strip() == "checked"
+        assert sync.wait(timeout=300) != 0, "the sync fails: /segments answered 500"
     output = (tmp_path / "sync.log").read_text()
     assert "audience/segments failed" in output
-    assert "Gave up waiting" not in output + (tmp_path / "feedback.log").read_text()
+    assert "Not reading feedback ahead: another run holds the feedback API's lock." in output
+    assert "Gave up waiting" not in output
     for table in ("feedback.responses", "feedback.surveys", "audience.peoples", "audience.fields"):
         assert_warehouse_equals_api_table(warehouse, configured, table)
 
