@@ -90,6 +90,7 @@ def test_the_settings_are_resources_on_the_resources_page(monkeypatch: pytest.Mo
             "destination": "ANALYTICS_DESTINATION",
             "duckdb_path": "ANALYTICS_DUCKDB_PATH",
             "max_row_drop": "ANALYTICS_MAX_ROW_DROP",
+            "lock_timeout_seconds": "ANALYTICS_LOCK_TIMEOUT_SECONDS",
         },
         "alert_webhook": {
             "url": "ANALYTICS_ALERT_WEBHOOK_URL",
