@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dlt.sources import DltResource
+from dlt.sources.helpers.requests import Client
+from tenacity import Retrying
 
 
 def replace_generator(resource: DltResource, wrap: Callable[[Any], Any]) -> None:
@@ -30,3 +32,23 @@ def replace_generator(resource: DltResource, wrap: Callable[[Any], Any]) -> None
     """
     pipe = resource._pipe
     pipe.replace_gen(wrap(pipe.gen))
+
+
+def client_retrying(client: Client) -> Retrying:
+    """The retry dlt's `Client` puts around the `send` of the sessions it makes: the statuses, exceptions,
+    attempts, backoff and `Retry-After` handling given to `Client(...)`.
+
+    Relies on `Client.session` wrapping the session's `send` with tenacity's `Retrying.wraps`, which
+    leaves the `Retrying` on the wrapper as `retry` (tenacity's public attribute of a wrapped function).
+
+    No public route: `Client` takes no session of its own to wrap (it makes dlt's `Session` itself), and
+    dlt builds the `Retrying` in a private function. Taking it from a `Client` keeps dlt's retry rule
+    (which exceptions count, waiting on `Retry-After`, handing back the last response once the attempts
+    run out) instead of writing it again.
+    """
+    retrying = getattr(client.session.send, "retry", None)
+    if not isinstance(retrying, Retrying):
+        raise TypeError(
+            f"dlt's Client no longer wraps its session's send with a tenacity Retrying ({client.session.send!r})"
+        )
+    return retrying

@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import dlt
+import pytest
+import requests
+from dlt.sources.helpers.requests import Client
+from requests import Response
+from tenacity import Retrying
 
 from analytics_assets.arrow_pages import batched_pages
-from analytics_assets.internals import replace_generator
+from analytics_assets.internals import client_retrying, replace_generator
 
 # replace_generator
 
@@ -52,3 +57,70 @@ def test_replace_generator_wraps_a_bound_generator() -> None:
     rows, sizes = _read(resource)
     assert len(rows) == 5
     assert sizes == [5]
+
+
+# client_retrying
+
+
+class _Answers:
+    """A `send` answering each call with the next status (or raising the next exception)."""
+
+    def __init__(self, *answers: int | type[Exception]) -> None:
+        self.answers = iter(answers)
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Response:
+        self.calls += 1
+        answer = next(self.answers)
+        if not isinstance(answer, int):
+            raise answer("canned")
+        response = Response()
+        response.status_code = answer
+        if answer == 429:
+            response.headers["Retry-After"] = "7"
+        return response
+
+
+def _retrying(**client: Any) -> tuple[Retrying, list[float]]:
+    """The `Retrying` of a `Client` made with `client`, sleeping on a fake clock (its waits recorded)."""
+    slept: list[float] = []
+    retrying = client_retrying(Client(**client))
+    return retrying.copy(sleep=slept.append), slept
+
+
+def test_client_retrying_is_the_retry_dlts_client_puts_on_its_sessions() -> None:
+    retrying, slept = _retrying(
+        status_codes=(503, 429), request_max_attempts=4, request_backoff_factor=2, request_max_retry_delay=30
+    )
+    send = _Answers(503, 503, 503, 200)
+    assert retrying.wraps(send)().status_code == 200
+    assert send.calls == 4
+    assert slept == [2, 4, 8]  # factor * 2**(retry - 1): the seeds' waits
+
+
+def test_client_retrying_hands_back_the_last_response_when_the_attempts_run_out() -> None:
+    retrying, _ = _retrying(status_codes=(503,), request_max_attempts=3, request_backoff_factor=0)
+    send = _Answers(503, 503, 503, 200)
+    assert retrying.wraps(send)().status_code == 503  # not an exception: dlt's RESTClient raises for it
+    assert send.calls == 3
+
+
+def test_client_retrying_retries_only_its_statuses_and_connection_errors() -> None:
+    retrying, _ = _retrying(status_codes=(503,), request_max_attempts=4, request_backoff_factor=0)
+    send = _Answers(404, 200)
+    assert retrying.wraps(send)().status_code == 404
+    assert send.calls == 1
+    send = _Answers(requests.ConnectionError, 200)
+    assert retrying.wraps(send)().status_code == 200
+    assert send.calls == 2
+    send = _Answers(ValueError, 200)
+    with pytest.raises(ValueError):
+        retrying.wraps(send)()
+
+
+def test_client_retrying_waits_as_a_servers_retry_after_says() -> None:
+    retrying, slept = _retrying(
+        status_codes=(429,), request_backoff_factor=2, respect_retry_after_header=True
+    )
+    assert retrying.wraps(_Answers(429, 200))().status_code == 200
+    assert slept == [7]
