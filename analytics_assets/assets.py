@@ -200,7 +200,7 @@ class _Load:
             successor = self.api.successor_paths.get(load.resource)
             if successor is None or gone is None or gone.status_code != 404:
                 raise
-        load.pipeline.drop_pending_packages()
+        load.pipeline.abort_packages()
         load.notes.append(
             f"{self.api.name} API: this server has no GET {load.path} (404: the API's current generation);"
             f" loading {self.api.name}/{load.resource} from GET {successor}."
@@ -296,7 +296,7 @@ class _Load:
             try:
                 plan = self.plan(pipeline, resource, repair)
             except SweepRefusedError:
-                pipeline.drop_pending_packages()
+                pipeline.abort_packages()
                 raise
             pipeline.normalize()
             pipeline.load().raise_on_failed_jobs()
