@@ -11,11 +11,14 @@ No Dagster import at run time: the reading layer (`rest.py`, `transport.py`) is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlt.sources import DltResource
 from dlt.sources.helpers.requests import Client
 from tenacity import Retrying
+
+if TYPE_CHECKING:
+    from dagster import AssetKey, DagsterEvent
 
 
 def replace_generator(resource: DltResource, wrap: Callable[[Any], Any]) -> None:
@@ -52,3 +55,17 @@ def client_retrying(client: Client) -> Retrying:
             f"dlt's Client no longer wraps its session's send with a tenacity Retrying ({client.session.send!r})"
         )
     return retrying
+
+
+def planned_check_asset_key(event: DagsterEvent) -> AssetKey | None:
+    """The asset an `ASSET_CHECK_EVALUATION_PLANNED` event plans to check.
+
+    Relies on `DagsterEvent.asset_check_planned_data` (an `AssetCheckEvaluationPlanned`, with its
+    `asset_key`): the property Dagster's own run storage reads the planned check from.
+
+    No public route: the public `DagsterEvent.asset_key` (and `EventLogRecord.asset_key`) answers
+    materializations and their planned events, and None for a planned check; a run that checks without
+    materializing (a checks-only job) may carry no `asset_check_selection`, so the planned events are
+    all that names its assets.
+    """
+    return event.asset_check_planned_data.asset_key
