@@ -51,6 +51,7 @@ from dagster import (
 
 from analytics_assets.alerts import ASSET_STALE, CHECK_FAILED, RUN_FAILED, Alert, AlertWebhook
 from analytics_assets.checks.freshness import FRESHNESS_PARAMS_METADATA_KEY
+from analytics_assets.internals import planned_check_asset_key
 
 SENSOR_NAME = "webhook_alerts"
 INTERVAL_SECONDS = 60
@@ -95,9 +96,11 @@ def _keys_of_run(instance: DagsterInstance, run: DagsterRun) -> set[AssetKey]:
     keys |= {check_key.asset_key for check_key in run.asset_check_selection or ()}
     for record in instance.get_records_for_run(run.run_id, of_type=_PLANNED).records:
         event = record.event_log_entry.dagster_event
-        data = event.event_specific_data if event else None
-        key = getattr(data, "asset_key", None)
-        if isinstance(key, AssetKey):
+        if event is None:
+            continue
+        # A planned materialization names its asset publicly; a planned check does not (`internals`).
+        key = event.asset_key if event.is_asset_materialization_planned else planned_check_asset_key(event)
+        if key is not None:
             keys.add(key)
     return keys
 

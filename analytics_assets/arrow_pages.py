@@ -36,15 +36,20 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
 from dlt.common.schema import Schema, TColumnSchema
-from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
-from dlt.common.schema.utils import autodetect_sc_type, has_default_column_prop_value, hint_to_column_prop
+from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID, TColumnDefaultHint, TTypeDetections
+from dlt.common.schema.utils import (
+    autodetect_sc_type,
+    compile_simple_regex,
+    has_default_column_prop_value,
+    hint_to_column_prop,
+)
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.extract.items_transform import ItemTransform
@@ -97,19 +102,42 @@ def _first(values: Sequence[Any]) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _default_hints(schema: Schema, name: str) -> dict[TColumnDefaultHint, bool]:
+    """Whether each of the schema's default hints matches the column `name`, in the schema's order.
+
+    From the schema's public settings, compiled as dlt compiles them (the row normalizer asks the
+    schema's compiled copy of the same settings, which dlt keeps private).
+    """
+    hints = schema.settings.get("default_hints") or {}
+    return {
+        hint: any(compile_simple_regex(regex).search(name) for regex in regexes)
+        for hint, regexes in hints.items()
+    }
+
+
+def _type_detections(schema: Schema) -> list[TTypeDetections]:
+    """The type detections the row normalizer applies to a new column's first value (`iso_timestamp`):
+    the schema's settings, else its normalizers' (where dlt's row normalizer looks, in that order)."""
+    detections = schema.settings.get("detections")
+    if detections:
+        return list(detections)
+    legacy = schema.to_dict(bump_version=False)["normalizers"].get("detections") or []
+    return cast(list[TTypeDetections], list(legacy))
+
+
 def _row_path_column(schema: Schema, name: str, data_type: str) -> TColumnSchema:
     """The column dlt's row normalizer creates for a first value of `data_type`: its nullability and
     the schema's default hints by name (`_dlt_id` is unique and the row key), merged with the hints
     the resource gave the column before (a primary key is not nullable)."""
+    hints = _default_hints(schema, name)
     column: TColumnSchema = {
         "name": name,
         "data_type": data_type,  # type: ignore[typeddict-item]
-        "nullable": not schema._infer_hint("not_null", name),
+        "nullable": not hints.get("not_null", False),
     }
-    for hint in schema._compiled_hints:
+    for hint, value in hints.items():
         if hint != "not_null":
             prop = hint_to_column_prop(hint)
-            value = schema._infer_hint(hint, name)
             if not has_default_column_prop_value(prop, value):
                 column[prop] = value  # type: ignore[literal-required]
     return column
@@ -181,7 +209,7 @@ class _Page:
                     return None  # nested, or a subclass dlt may treat otherwise
                 data_type = (
                     self.schema.get_preferred_type(name)
-                    or autodetect_sc_type(self.schema._type_detections, kind, first)
+                    or autodetect_sc_type(_type_detections(self.schema), kind, first)
                     or _PY_TYPES[kind]
                 )
                 # Hints the resource gave the column before (a primary key) stay, as in the row path.

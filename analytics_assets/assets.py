@@ -200,7 +200,7 @@ class _Load:
             successor = self.api.successor_paths.get(load.resource)
             if successor is None or gone is None or gone.status_code != 404:
                 raise
-        load.pipeline.drop_pending_packages()
+        load.pipeline.abort_packages()
         load.notes.append(
             f"{self.api.name} API: this server has no GET {load.path} (404: the API's current generation);"
             f" loading {self.api.name}/{load.resource} from GET {successor}."
@@ -296,7 +296,7 @@ class _Load:
             try:
                 plan = self.plan(pipeline, resource, repair)
             except SweepRefusedError:
-                pipeline.drop_pending_packages()
+                pipeline.abort_packages()
                 raise
             pipeline.normalize()
             pipeline.load().raise_on_failed_jobs()
@@ -361,6 +361,19 @@ def _start_reads(
     return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=not ahead)
 
 
+def _planned_assets(context: AssetExecutionContext) -> set[AssetKey]:
+    """The assets this run materializes, in any of its steps.
+
+    Read from the run's `ASSET_MATERIALIZATION_PLANNED` events, which Dagster logs for every asset of
+    the run's plan when it creates the run. The run's `asset_selection` says only what a subset chose:
+    a whole job's run carries none (None, or an empty set when run in process).
+    """
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    return {key for record in records if (key := record.asset_key) is not None}
+
+
 def _read_later_steps(
     context: AssetExecutionContext, warehouse: WarehouseResource, current: str, current_run: _Load
 ) -> list[ReadAhead]:
@@ -376,7 +389,7 @@ def _read_later_steps(
         if "in_process" not in context.job_def.executor_def.name:
             return []
         steps = context.run.step_keys_to_execute
-        in_run = context.job_def.asset_layer.selected_asset_keys
+        in_run = _planned_assets(context)
         # A step's config is the run's, else the job's default (a scheduled `weekly_reconciliation` run
         # carries no config of its own: its full scan is the job's default).
         given, default = context.run.run_config.get("ops"), (context.job_def.run_config or {}).get("ops")

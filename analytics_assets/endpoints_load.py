@@ -150,7 +150,7 @@ class EndpointReads:
                     continue
                 except Exception as error:
                     load.error = error
-            load.pipeline.drop_pending_packages()  # a half-read list is never loaded later
+            load.pipeline.abort_packages()  # a half-read list is never loaded later
         return self.loads
 
     def discard(self) -> None:
@@ -158,4 +158,4 @@ class EndpointReads:
         for done in as_completed(self._reads):
             load = done.result()
             load.pipeline.activate()
-            load.pipeline.drop_pending_packages()
+            load.pipeline.abort_packages()

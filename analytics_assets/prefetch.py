@@ -80,7 +80,7 @@ def _paging(query: str, offset_params: Collection[str], limit_param: str) -> tup
 def _with_offset(url: str, name: str, offset: int) -> str:
     parts = urlsplit(url)
     query = "&".join(f"{name}={offset}" if p.partition("=")[0] == name else p for p in parts.query.split("&"))
-    return urlunsplit(parts._replace(query=query))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def _list_key(request: PreparedRequest, name: str) -> str:

@@ -20,6 +20,7 @@ from requests import Request, Response
 
 from analytics_assets.arrow_pages import ArrowPages, batched_pages
 from analytics_assets.catalog import endpoints
+from analytics_assets.internals import replace_generator
 from analytics_assets.settings import env_var
 from analytics_assets.sweep import ServedKeys
 from analytics_assets.transport import Transport, check_base_url, expect_json
@@ -205,7 +206,7 @@ def assemble(
         if arrow:
             # Arrow tables of many pages: dlt's cost per Arrow item is that of 200 rows (`arrow_pages.py`).
             # Before `parallelize`, which wraps the generator the same way.
-            dlt_resource._pipe.replace_gen(batched_pages(dlt_resource._pipe.gen))
+            replace_generator(dlt_resource, batched_pages)
         if not dlt_resource.is_transformer and by_name[dlt_resource.name].get("parallelized", default):
             dlt_resource.parallelize()
         if arrow:

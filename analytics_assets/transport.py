@@ -20,11 +20,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from dlt.sources.helpers.requests import Client
-from requests import PreparedRequest, Response, Session
+from dlt.sources.helpers.requests import Client, Session
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.utils import guess_json_utf
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, guess_json_utf
+from tenacity import Retrying
 
+from analytics_assets.internals import client_retrying
 from analytics_assets.prefetch import PagePrefetcher
 
 RETRY_STATUS_CODES = (429, 500, 502, 503, 504)
@@ -300,8 +304,19 @@ class _ObservedAdapter(HTTPAdapter):
         return response
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
-        response = super().build_response(req, resp)
-        response.__class__ = _JsonResponse  # parsed by dlt's REST client on every page (`_JsonResponse`)
+        """A `_JsonResponse` (parsed by dlt's REST client on every page), made as requests' own
+        `HTTPAdapter.build_response` makes its `Response`: the hook requests keeps for subclasses, whose
+        default offers no way to choose the class."""
+        response = _JsonResponse()
+        response.status_code = getattr(resp, "status", None)  # type: ignore[assignment]
+        response.headers = CaseInsensitiveDict(getattr(resp, "headers", {}))
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url  # type: ignore[assignment]
+        extract_cookies_to_jar(response.cookies, req, resp)
+        response.request = req
+        response.connection = self  # type: ignore[attr-defined]
         return response
 
 
@@ -364,27 +379,62 @@ def expect_json(api: str, data_selector: str) -> Callable[..., Response]:
     return check
 
 
-class _EnvironmentOnce:
-    """`Session.merge_environment_settings` read once per scheme and host: its answer (proxies,
-    `no_proxy`, `REQUESTS_CA_BUNDLE`) depends on nothing else when the request brings no settings of
-    its own, and the environment does not change during a run."""
+class ApiSession(Session):
+    """The session of one source for one run, handed to dlt's REST client: dlt's `Session` (its
+    `User-Agent` and default timeout), with dlt's retrying send, the observed adapter under it, and the
+    pages of offset-paged lists requested ahead above it.
 
-    def __init__(self, merge: Callable[..., dict[str, Any]]) -> None:
-        self._merge = merge
-        self._known: dict[tuple[str, str, bool], dict[str, Any]] = {}
-        self._lock = threading.Lock()
+    Args:
+        retrying: dlt's retry rule, applied to each request on its own (`internals.client_retrying`).
+        adapter: The adapter every attempt goes through (`http://` and `https://`).
+        timeout: Seconds before an attempt times out.
+        page_concurrency: Pages of one offset-paged list in flight at once (see `prefetch.py`).
+        offset_params: The query parameters that carry a page's offset.
+    """
 
-    def __call__(self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+    def __init__(
+        self,
+        retrying: Retrying,
+        adapter: HTTPAdapter,
+        timeout: float,
+        page_concurrency: int = 1,
+        offset_params: Collection[str] = (),
+    ) -> None:
+        super().__init__(timeout=timeout, raise_for_status=False)  # dlt's RESTClient raises, after its hooks
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        self._send_retried = retrying.wraps(super().send)
+        # Above the retrying send: each page requested ahead is retried on its own.
+        self._prefetcher = (
+            PagePrefetcher(self._send_retried, page_concurrency, offset_params)
+            if page_concurrency > 1 and offset_params
+            else None
+        )
+        self._environment: dict[tuple[str, str, bool], dict[str, Any]] = {}
+        self._environment_lock = threading.Lock()
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        if self._prefetcher is not None:
+            return self._prefetcher.send(request, **kwargs)
+        return self._send_retried(request, **kwargs)
+
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """requests' answer, read once per scheme and host: dlt asks before every request, and requests
+        reads the whole environment each time (a tenth of a page's time). The answer (proxies,
+        `no_proxy`, `REQUESTS_CA_BUNDLE`) depends on nothing else when the request brings no settings of
+        its own, and the environment does not change during a run."""
         if proxies or stream is not None or verify is not None or cert is not None or not url:
-            return self._merge(url, proxies, stream, verify, cert)
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
         origin = (parts.scheme, parts.netloc, proxies is None)  # None takes no proxies from the environment
-        with self._lock:
-            settings = self._known.get(origin)
+        with self._environment_lock:
+            settings = self._environment.get(origin)
         if settings is None:
-            settings = self._merge(url, proxies, stream, verify, cert)
-            with self._lock:
-                self._known[origin] = settings
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            with self._environment_lock:
+                self._environment[origin] = settings
         # A copy each time: the caller adds its own arguments to it.
         proxies = settings["proxies"]
         return {**settings, "proxies": dict(proxies) if proxies is not None else None}
@@ -401,8 +451,8 @@ class Transport:
     page_concurrency: int = 1
     """Pages of one offset-paged list requested at once (see `prefetch.py`); 1 reads them one by one."""
 
-    def session(self, offset_params: Collection[str] = ()) -> Session:
-        """A session for dlt's RESTClient: dlt's retrying client, with the observed adapter under it.
+    def session(self, offset_params: Collection[str] = ()) -> ApiSession:
+        """A session for dlt's RESTClient: dlt's retry rule, with the observed adapter under it.
 
         Args:
             offset_params: The query parameters that carry a page's offset: requests with one of them
@@ -410,7 +460,7 @@ class Transport:
         """
         client = Client(
             request_timeout=self.retry.timeout,
-            raise_for_status=False,  # dlt's RESTClient raises itself, after its response hooks
+            raise_for_status=False,
             status_codes=RETRY_STATUS_CODES,
             request_max_attempts=self.retry.max_attempts,
             request_backoff_factor=self.retry.backoff_factor,
@@ -421,15 +471,10 @@ class Transport:
         if self.requests_per_minute:
             limit = max(int(self.requests_per_minute * self.rate_window_seconds / 60), 1)
             pacer = Pacer(limit, self.rate_window_seconds)
-        session = client.session
-        # dlt asks for the environment's proxies and CA bundle before every request, reading the whole
-        # environment each time (a tenth of a page's time): read once per host for this run.
-        session.merge_environment_settings = _EnvironmentOnce(session.merge_environment_settings)  # type: ignore[method-assign]
-        adapter = _ObservedAdapter(self.stats, pacer, self.retry.timeout)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        if self.page_concurrency > 1 and offset_params:
-            # Above dlt's retrying send: each page requested ahead is retried on its own.
-            prefetcher = PagePrefetcher(session.send, self.page_concurrency, offset_params)
-            session.send = prefetcher.send  # type: ignore[method-assign]
-        return session
+        return ApiSession(
+            client_retrying(client),
+            _ObservedAdapter(self.stats, pacer, self.retry.timeout),
+            self.retry.timeout,
+            self.page_concurrency,
+            offset_params,
+        )

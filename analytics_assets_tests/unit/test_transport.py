@@ -359,6 +359,28 @@ def test_the_session_builds_its_responses_to_read_json_fast() -> None:
     assert built.json() == {"people": []}
 
 
+def test_the_sessions_responses_are_built_as_requests_builds_its_own() -> None:
+    """The observed adapter makes its `_JsonResponse` the way requests' `HTTPAdapter.build_response`
+    makes a `Response`: an upgrade of requests that sets more (or other) fields fails here."""
+    adapter = quick_transport().session().get_adapter("https://api.example.com")
+    request = requests.Request("GET", "https://api.example.com/v1/people/all?offset=0&limit=100").prepare()
+
+    def raw() -> HTTPResponse:
+        headers = {"Content-Type": "application/json; charset=latin-1"}
+        return HTTPResponse(body=io.BytesIO(b"[]"), status=201, reason="Created", headers=headers)
+
+    ours, theirs = adapter.build_response(request, raw()), HTTPAdapter.build_response(adapter, request, raw())
+    assert type(theirs) is Response
+    fields = {**vars(theirs), "raw": None}
+    assert {**vars(ours), "raw": None} == fields
+    assert (ours.status_code, ours.encoding, ours.reason, ours.url) == (
+        201,
+        "latin-1",
+        "Created",
+        request.url,
+    )
+
+
 def test_the_session_reads_the_proxy_settings_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.com:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example.com")
