@@ -38,7 +38,7 @@ defs = Definitions(
         "alert_webhook": AlertWebhook(),
     },
     # Every step of a run in the run's own process: a step process costs more than it saves. Measured
-    # again for issue 12 (README, "Performance"): the multiprocess executor, its forkserver preloading
+    # again (README, "Performance"): the multiprocess executor, its forkserver preloading
     # the definitions and what a step imports, one step of an API at a time, the DuckDB lock held only
     # where the file is opened. Each step process still took 3-6 s to start (the instance, the job) on
     # the loaded 2 cores, the forkserver imported the code location again (32-43 s there), and the two
