@@ -150,12 +150,22 @@ class EndpointReads:
                     continue
                 except Exception as error:
                     load.error = error
-            load.pipeline.abort_packages()  # a half-read list is never loaded later
+            self._abort(load)  # a half-read list is never loaded later
         return self.loads
+
+    @staticmethod
+    def _abort(load: EndpointLoad) -> None:
+        # Aborting a package that was normalized already loads its abort (it opens the warehouse): one
+        # thread at a time, and never at the cost of the endpoints still to write.
+        try:
+            with WAREHOUSE_TURN:
+                load.pipeline.abort_packages()
+        except Exception as error:
+            load.error = load.error or error
 
     def discard(self) -> None:
         """Wait for the reads to end and drop what they extracted: nothing of it is ever loaded."""
         for done in as_completed(self._reads):
             load = done.result()
             load.pipeline.activate()
-            load.pipeline.abort_packages()
+            self._abort(load)
