@@ -27,7 +27,6 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
-from analytics_assets import read_ahead
 from analytics_assets.apis import APIS, Api
 from analytics_assets.catalog import Endpoint
 from analytics_assets.checks.core import UNAVAILABLE
@@ -41,7 +40,6 @@ from analytics_assets.history import (
     keeps_history,
     refresh_current_view,
 )
-from analytics_assets.locks import api_lock, hold_api_lock
 from analytics_assets.naming import pipeline_naming
 from analytics_assets.read_ahead import ReadAhead
 from analytics_assets.settings import source_setting
@@ -384,7 +382,6 @@ def _read_later_steps(
     an API whose lock no other run holds. A read ahead is a head start, never a failure of this step.
     """
     started: list[ReadAhead] = []
-    run_id = context.run.run_id
     try:
         if "in_process" not in context.job_def.executor_def.name:
             return []
@@ -412,7 +409,7 @@ def _read_later_steps(
             if config.refresh:
                 continue
             # Only tried: this step holds its own API's lock, and waits for no other (`locks.py`).
-            api_hold = hold_api_lock(api.name, context, warehouse.lock_timeout(), wait=False)
+            api_hold = warehouse.hold_api_lock(api.name, context, wait=False)
             if api_hold is None:
                 context.log.info(f"Not reading {step} ahead: another run holds the {api.name} API's lock.")
                 continue
@@ -429,7 +426,7 @@ def _read_later_steps(
                 )
                 continue
             started.append(ReadAhead(step, run, reads, releases))
-            read_ahead.put(run_id, started[-1])
+            warehouse.reads_ahead.put(started[-1])
             context.log.info(
                 f"Reading {', '.join(f'{api.name}/{r}' for r in selected)} ahead for step {step}."
             )
@@ -478,7 +475,7 @@ def _build_load_assets(
         config: SyncConfig,
     ) -> Iterator[MaterializeResult]:
         selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
-        ahead = read_ahead.take(context.run.run_id, load)
+        ahead = warehouse.reads_ahead.take(load)
         for parent in {p for r in selected if (p := catalog[r].parent)}:
             if failed := _blocking_failures(context, AssetKey([api.name, parent])):
                 if ahead is not None:
@@ -492,9 +489,8 @@ def _build_load_assets(
                         f" ({', '.join(failed)}) in this run, and its rows would feed them."
                     )
                 )
-        run_id = context.run.run_id
         # Runs of one API take turns; then the warehouse's writer (the lock order of `locks.py`).
-        with api_lock(api.name, context, warehouse.lock_timeout()), warehouse.lock(context):
+        with warehouse.api_lock(api.name, context), warehouse.lock(context):
             if ahead is not None:
                 ahead.release()  # the step holds the locks itself now
                 run, reads = ahead.load, ahead.reads
@@ -504,7 +500,9 @@ def _build_load_assets(
                 run = _Load(context.log, api, catalog, config, warehouse)
                 reads = _start_reads(context, run, selected, warehouse)
             later = (
-                _read_later_steps(context, warehouse, load, run) if read_ahead.first_load_step(run_id) else []
+                _read_later_steps(context, warehouse, load, run)
+                if warehouse.reads_ahead.first_load_step()
+                else []
             )
             loads = reads.write_each(run.write)
             for started in later:  # what follows opens the warehouse outside `WAREHOUSE_TURN`

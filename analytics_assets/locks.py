@@ -32,8 +32,9 @@ job, since when) and the setting (`LockTimeoutError`).
 A run waits for a lock only while holding locks earlier in this order, so two runs cannot wait on each
 other; and every wait ends within its bound anyway.
 
-A lock belongs to a run, not to a step (`hold_for_run`): the run's steps and the reads started ahead for
-its later steps (`read_ahead.py`) share it, and it is released when the last of them lets go.
+A lock belongs to a run, not to a step (`RunHolds`, one per run, the warehouse resource's): the run's
+steps and the reads started ahead for its later steps (`read_ahead.py`) share it, and it is released when
+the last of them lets go.
 """
 
 from __future__ import annotations
@@ -257,56 +258,76 @@ def wait_for(lock: _Lock, what: str, context: RunContext, timeout: float, wait: 
 
 
 Release = Callable[[], None]
-"""Lets go of a lock held by `hold_for_run` (once; later calls do nothing)."""
-
-_HELD: dict[tuple[str, str], tuple[Release, int]] = {}
-"""(lock name, run id) -> the lock's own release and how many holders of the run hold it now."""
-_HELD_GUARD = threading.Lock()
+"""Lets go of a lock held through `RunHolds.hold` (once; later calls do nothing)."""
 
 
-def hold_for_run(name: str, run_id: str, acquire: Callable[[], Release | None]) -> Release | None:
-    """Hold the lock `name` for a run: `acquire` takes it the first time (returning its release, or None
-    when it is busy), later holders of the same run only join; the lock goes when the last one lets go.
+class RunHolds:
+    """The locks one run holds in this process, shared by its steps and the reads it started ahead: the
+    first holder of a lock takes it (`hold`), later holders of the run join, and the lock goes when the
+    last one lets go.
 
-    Returns:
-        This holder's release, or None when `acquire` found the lock busy.
+    One object per run, living as long as the run: the warehouse resource's (`WarehouseResource`,
+    copied by Dagster for each run, closed at the run's end), never a module-level registry.
     """
-    key = (name, run_id)
-    with _HELD_GUARD:
-        if key in _HELD:
-            held, holders = _HELD[key]
-            _HELD[key] = (held, holders + 1)
-            return _let_go(key)
-    # Taken outside the guard: it may wait for another run. A run's holders take their locks one after
-    # another (in the calling thread of a step), so no other holder of this run can race past this point.
-    release = acquire()
-    if release is None:
-        return None
-    with _HELD_GUARD:
-        _HELD[key] = (release, 1)
-    return _let_go(key)
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Release, int]] = {}
+        """Lock name -> the lock's own release and how many holders of the run hold it now."""
+        self._turns: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def hold(self, name: str, acquire: Callable[[], Release | None]) -> Release | None:
+        """Hold the lock `name`: `acquire` takes it the first time (returning its release, or None when
+        it is busy); later holders only join.
+
+        Returns:
+            This holder's release, or None when `acquire` found the lock busy.
+        """
+        with self._guard:
+            turn = self._turns.setdefault(name, threading.Lock())
+        # One holder of the run acquires at a time (it may wait for another run); the others then join.
+        with turn:
+            with self._guard:
+                if name in self._held:
+                    held, holders = self._held[name]
+                    self._held[name] = (held, holders + 1)
+                    return self._let_go(name)
+            release = acquire()
+            if release is None:
+                return None
+            with self._guard:
+                self._held[name] = (release, 1)
+        return self._let_go(name)
+
+    def _let_go(self, name: str) -> Release:
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            with self._guard:
+                if done:
+                    return
+                done = True
+                lock_release, holders = self._held[name]
+                if holders > 1:
+                    self._held[name] = (lock_release, holders - 1)
+                    return
+                del self._held[name]
+            lock_release()
+
+        return release
+
+    def close(self) -> None:
+        """At the run's end: let go of whatever is still held (nothing, when every holder let go)."""
+        with self._guard:
+            left, self._held = list(self._held.values()), {}
+        for release, _ in left:
+            release()
 
 
-def _let_go(key: tuple[str, str]) -> Release:
-    done = False
-
-    def release() -> None:
-        nonlocal done
-        with _HELD_GUARD:
-            if done:
-                return
-            done = True
-            lock_release, holders = _HELD[key]
-            if holders > 1:
-                _HELD[key] = (lock_release, holders - 1)
-                return
-            del _HELD[key]
-        lock_release()
-
-    return release
-
-
-def hold_api_lock(api: str, context: RunContext, timeout: float, wait: bool = True) -> Release | None:
+def hold_api_lock(
+    api: str, context: RunContext, timeout: float, holds: RunHolds, wait: bool = True
+) -> Release | None:
     """Hold the lock of one API's loads for the run, waiting for it at most `timeout` seconds (`wait`).
 
     Args:
@@ -314,6 +335,7 @@ def hold_api_lock(api: str, context: RunContext, timeout: float, wait: bool = Tr
         context: The op's context: its instance holds the lock, its run id names the holder, its log
             tells a waiting run's reader what it waits for.
         timeout: The bound of the wait (`LOCK_TIMEOUT_ENV`).
+        holds: The run's holds (its steps and reads ahead share the lock).
         wait: False: return None at once when another run holds it.
 
     Returns:
@@ -340,14 +362,14 @@ def hold_api_lock(api: str, context: RunContext, timeout: float, wait: bool = Tr
         lock.release()
         return None
 
-    return hold_for_run(f"api {api}", context.run.run_id, acquire)
+    return holds.hold(f"api {api}", acquire)
 
 
 @contextmanager
-def api_lock(api: str, context: RunContext, timeout: float) -> Iterator[None]:
+def api_lock(api: str, context: RunContext, timeout: float, holds: RunHolds) -> Iterator[None]:
     """Hold the lock of one API's loads for the duration of the block, waiting for it at most `timeout`
     seconds (see `hold_api_lock`)."""
-    release = hold_api_lock(api, context, timeout)
+    release = hold_api_lock(api, context, timeout, holds)
     assert release is not None, "a waiting hold gets the lock or raises"
     try:
         yield

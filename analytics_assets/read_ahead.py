@@ -7,12 +7,12 @@ local load package of its endpoint's pipeline, and nothing of it reaches the war
 was read for writes it, in that step's turn, after whatever the step waits for (a child's parent's
 blocking checks). So the first load step starts every later load step's reads at once; each later step
 takes its reads (`take`) and writes them. A step that does not use its reads (its parent's checks
-failed, it was skipped, the run ended first) drops them (`ReadAhead.discard`, `discard_run`): nothing
+failed, it was skipped, the run ended first) drops them (`ReadAhead.discard`, `RunReads.discard_all`): nothing
 extracted is ever loaded later, and a failed or killed run leaves only local files that the next run
 drops when it restores its pipelines.
 
 Locks (the order in `locks.py`): reads ahead hold their API's lock for the run from their start until
-the step they were read for holds it itself (`locks.hold_for_run`); they only try it: when another run
+the step they were read for holds it itself (`locks.RunHolds`); they only try it: when another run
 holds it, that step reads when it runs, as before. They hold the warehouse's lock only while they restore
 their pipelines, never from one step to the next: a read that no step takes (its parent failed) keeps
 no other run from writing.
@@ -55,34 +55,36 @@ class ReadAhead:
             self.release()
 
 
-_RUNS: dict[str, dict[str, ReadAhead]] = {}
-"""Run id -> step -> its reads ahead, for the runs whose first load step started in this process."""
-_GUARD = threading.Lock()
+class RunReads:
+    """The reads started ahead in one run, by the step they were read for.
 
+    One object per run, living as long as the run: the warehouse resource's (`WarehouseResource`, copied
+    by Dagster for each run; its teardown calls `discard_all`), never a module-level registry.
+    """
 
-def first_load_step(run_id: str) -> bool:
-    """True once per run: for the first of its load steps, which starts the reads of the others."""
-    with _GUARD:
-        if run_id in _RUNS:
-            return False
-        _RUNS[run_id] = {}
-        return True
+    def __init__(self) -> None:
+        self._started = False
+        self._ahead: dict[str, ReadAhead] = {}
+        self._guard = threading.Lock()
 
+    def first_load_step(self) -> bool:
+        """True once per run: for the first of its load steps, which starts the reads of the others."""
+        with self._guard:
+            first, self._started = not self._started, True
+            return first
 
-def put(run_id: str, ahead: ReadAhead) -> None:
-    with _GUARD:
-        _RUNS.setdefault(run_id, {})[ahead.step] = ahead
+    def put(self, ahead: ReadAhead) -> None:
+        with self._guard:
+            self._ahead[ahead.step] = ahead
 
+    def take(self, step: str) -> ReadAhead | None:
+        """The reads started ahead for `step` of this run, if any (once)."""
+        with self._guard:
+            return self._ahead.pop(step, None)
 
-def take(run_id: str, step: str) -> ReadAhead | None:
-    """The reads started ahead for `step` of this run, if any (once)."""
-    with _GUARD:
-        return _RUNS.get(run_id, {}).pop(step, None)
-
-
-def discard_run(run_id: str) -> None:
-    """At the end of a run: drop the reads no step took, and forget the run."""
-    with _GUARD:
-        left = list(_RUNS.pop(run_id, {}).values())
-    for ahead in left:
-        ahead.discard()
+    def discard_all(self) -> None:
+        """At the end of the run: drop the reads no step took."""
+        with self._guard:
+            left, self._ahead = list(self._ahead.values()), {}
+        for ahead in left:
+            ahead.discard()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import dlt
@@ -25,7 +25,7 @@ import duckdb
 from dagster import ConfigurableResource, Failure, InitResourceContext
 from dlt.common.destination import Destination
 from dlt.common.typing import TLoaderFileFormat
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from analytics_assets.endpoints_load import WAREHOUSE_TURN
 from analytics_assets.locks import (
@@ -35,10 +35,12 @@ from analytics_assets.locks import (
     LockTimeoutError,
     Release,
     RunContext,
-    hold_for_run,
+    RunHolds,
+    api_lock,
+    hold_api_lock,
     wait_for,
 )
-from analytics_assets.read_ahead import discard_run
+from analytics_assets.read_ahead import RunReads
 from analytics_assets.settings import resource_setting
 
 DESTINATION_ENV = "ANALYTICS_DESTINATION"
@@ -109,11 +111,29 @@ class WarehouseResource(ConfigurableResource):
         ),
     )
 
+    # What one run holds in this process: Dagster copies the resource for each run (one copy for all the
+    # steps of an in-process run), so these live exactly as long as the run, and its teardown closes them.
+    _holds: RunHolds = PrivateAttr(default_factory=RunHolds)
+    _reads: RunReads = PrivateAttr(default_factory=RunReads)
+
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """At the end of a run: drop the reads started ahead for steps that never took them, and their locks
-        (`read_ahead.py`)."""
-        if context.run_id is not None:
-            discard_run(context.run_id)
+        """At the end of a run: drop the reads started ahead for steps that never took them, and let go of
+        their locks (`read_ahead.py`, `locks.RunHolds`)."""
+        self._reads.discard_all()
+        self._holds.close()
+
+    @property
+    def reads_ahead(self) -> RunReads:
+        """The reads this run started ahead for its later steps."""
+        return self._reads
+
+    def hold_api_lock(self, api: str, context: RunContext, wait: bool = True) -> Release | None:
+        """Hold an API's lock for this run (`locks.hold_api_lock`), within `lock_timeout`."""
+        return hold_api_lock(api, context, self.lock_timeout(), self._holds, wait)
+
+    def api_lock(self, api: str, context: RunContext) -> AbstractContextManager[None]:
+        """Hold an API's lock for the block (`locks.api_lock`), within `lock_timeout`."""
+        return api_lock(api, context, self.lock_timeout(), self._holds)
 
     def destination_name(self) -> str:
         """The configured dlt destination name."""
@@ -219,7 +239,7 @@ class WarehouseResource(ConfigurableResource):
         database, waiting at most `lock_timeout` (`locks.wait_for`). Once it holds the lock file, it makes
         sure no process outside Dagster (a notebook, a BI tool) holds the DuckDB file open, waiting for it
         within the same bound (`_wait_for_the_file`). The run's steps and its reads ahead share the hold
-        (`locks.hold_for_run`). Server destinations handle concurrent writers themselves: nothing to hold.
+        (`locks.RunHolds`). Server destinations handle concurrent writers themselves: nothing to hold.
 
         Raises:
             LockTimeoutError: Another run, or another process, held it for all of `lock_timeout`.
@@ -239,7 +259,7 @@ class WarehouseResource(ConfigurableResource):
                 raise
             return lock.release
 
-        release = hold_for_run(f"warehouse {path}", context.run.run_id, acquire)
+        release = self._holds.hold(f"warehouse {path}", acquire)
         assert release is not None, "a waiting hold gets the lock or raises"
         return release
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
 
-from analytics_assets.locks import Release, hold_for_run
+from analytics_assets.locks import Release, RunHolds
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
@@ -29,17 +29,29 @@ def test_the_holders_of_one_run_share_a_lock_and_the_last_one_releases_it(tmp_pa
             return None
         return handle.close
 
-    step = hold_for_run("api x", "run-1", acquire)
-    ahead = hold_for_run("api x", "run-1", acquire)  # joins: no second flock of its own
+    run_1, run_2 = RunHolds(), RunHolds()  # each run's own (the warehouse resource's copy for the run)
+    step = run_1.hold("api x", acquire)
+    ahead = run_1.hold("api x", acquire)  # joins: no second flock of its own
     assert step is not None and ahead is not None
-    assert hold_for_run("api x", "run-2", acquire) is None  # another run is refused
+    assert run_2.hold("api x", acquire) is None  # another run is refused
     step()
     step()  # a release lets go once
-    assert hold_for_run("api x", "run-2", acquire) is None  # the read ahead still holds it
+    assert run_2.hold("api x", acquire) is None  # the read ahead still holds it
     ahead()
-    other = hold_for_run("api x", "run-2", acquire)
+    other = run_2.hold("api x", acquire)
     assert other is not None
     other()
+
+
+def test_a_runs_holds_are_let_go_when_the_run_ends(tmp_path: Path) -> None:
+    path = tmp_path / "api.lock"
+    run = RunHolds()
+    handle = open(path, "a+")  # noqa: SIM115 (closed by the release)
+    assert run.hold("api x", lambda: (fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB), handle.close)[1])
+    run.close()  # the warehouse resource's teardown: a hold nobody let go goes with the run
+    probe = open(path, "a+")  # noqa: SIM115
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises BlockingIOError otherwise
+    probe.close()
 
 
 def _messages(instance: DagsterInstance) -> list[str]:

@@ -27,7 +27,6 @@ from dagster import (
 from dlt.destinations.sql_client import SqlClientBase
 
 from analytics_assets.history import current_view
-from analytics_assets.locks import api_lock
 from analytics_assets.warehouse import WarehouseResource
 
 SAMPLE_SIZE = 5
@@ -242,7 +241,7 @@ def build_load_checks(
         # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
         # API is merging into it. DuckDB: a check op also takes its turn on the file.
         with (
-            api_lock(dataset, context, warehouse.lock_timeout()),
+            warehouse.api_lock(dataset, context),
             warehouse.lock(context),
             pipeline.sql_client() as sql,
         ):
