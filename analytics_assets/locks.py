@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from dagster import DagsterInstance, DagsterLogManager, DagsterRun, Failure
 
@@ -213,6 +213,39 @@ def describe_holder(instance: DagsterInstance, holder: Holder, own_run_id: str) 
     return f"run {holder.run_id}{job}{since}"
 
 
+H = TypeVar("H")
+
+
+def wait_bounded(
+    attempt: Callable[[], H | None],
+    timeout: float,
+    waiting: Callable[[H], None],
+    timed_out: Callable[[H], LockTimeoutError],
+) -> float:
+    """Call `attempt` until it returns None (done), about once a second, for at most `timeout` seconds:
+    the one bounded wait of the project's locks.
+
+    Args:
+        attempt: Tries once; returns None when done, else who stands in the way.
+        waiting: Told each new holder in the way (to say so in the run's log).
+        timed_out: The error raised at the bound, naming the last holder.
+
+    Returns:
+        The seconds waited.
+    """
+    started = time.monotonic()
+    told: H | None = None
+    while (holder := attempt()) is not None:
+        if holder != told:
+            waiting(holder)
+            told = holder
+        waited = time.monotonic() - started
+        if waited >= timeout:
+            raise timed_out(holder)
+        time.sleep(min(POLL_SECONDS, max(timeout - waited, 0.01)))
+    return time.monotonic() - started
+
+
 def wait_for(lock: _Lock, what: str, context: RunContext, timeout: float, wait: bool = True) -> bool:
     """Take `lock` for this run, waiting at most `timeout` seconds while another holds it.
 
@@ -231,29 +264,27 @@ def wait_for(lock: _Lock, what: str, context: RunContext, timeout: float, wait: 
         return True
     if not wait:
         return False
-    started = time.monotonic()
-    logged: Holder | None = None
-    while not lock.try_acquire(run_id):
-        current = lock.holder()
-        if current != logged:
-            context.log.info(
-                f"Waiting for {what}: {describe_holder(context.instance, current, run_id)} holds it. This"
-                f" step goes on as soon as it is let go (a killed run lets go at once), or fails after"
-                f" {timeout:.0f} s ({LOCK_TIMEOUT_ENV})."
-            )
-            logged = current
-        if time.monotonic() - started >= timeout:
-            raise LockTimeoutError(
-                description=(
-                    f"Gave up waiting for {what} after {timeout:.0f} s:"
-                    f" {describe_holder(context.instance, current, run_id)} holds it. If that run is stuck,"
-                    " terminate it (a killed run lets go of its locks at once); if it is only long, raise"
-                    f" {LOCK_TIMEOUT_ENV} (the warehouse resource's lock_timeout_seconds)."
-                ),
-                metadata={"holder_run_id": current.run_id or "", "timeout_seconds": timeout},
-            )
-        time.sleep(min(POLL_SECONDS, max(timeout - (time.monotonic() - started), 0.01)))
-    context.log.info(f"Got {what} after waiting {time.monotonic() - started:.0f} s.")
+
+    def described(holder: Holder) -> str:
+        return describe_holder(context.instance, holder, run_id)
+
+    waited = wait_bounded(
+        lambda: None if lock.try_acquire(run_id) else lock.holder(),
+        timeout,
+        lambda holder: context.log.info(
+            f"Waiting for {what}: {described(holder)} holds it. This step goes on as soon as it is let go"
+            f" (a killed run lets go at once), or fails after {timeout:.0f} s ({LOCK_TIMEOUT_ENV})."
+        ),
+        lambda holder: LockTimeoutError(
+            description=(
+                f"Gave up waiting for {what} after {timeout:.0f} s: {described(holder)} holds it. If that run"
+                " is stuck, terminate it (a killed run lets go of its locks at once); if it is only long,"
+                f" raise {LOCK_TIMEOUT_ENV} (the warehouse resource's lock_timeout_seconds)."
+            ),
+            metadata={"holder_run_id": holder.run_id or "", "timeout_seconds": timeout},
+        ),
+    )
+    context.log.info(f"Got {what} after waiting {waited:.0f} s.")
     return True
 
 

@@ -30,7 +30,6 @@ from pydantic import Field, PrivateAttr
 from analytics_assets.endpoints_load import WAREHOUSE_TURN
 from analytics_assets.locks import (
     LOCK_TIMEOUT_ENV,
-    POLL_SECONDS,
     FileLock,
     LockTimeoutError,
     Release,
@@ -38,6 +37,7 @@ from analytics_assets.locks import (
     RunHolds,
     api_lock,
     hold_api_lock,
+    wait_bounded,
     wait_for,
 )
 from analytics_assets.read_ahead import RunReads
@@ -276,6 +276,20 @@ class WarehouseResource(ConfigurableResource):
 _HELD_BY = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
+def _file_holder(path: Path) -> tuple[str, int] | None:
+    """None when this process can open the DuckDB file for writing; else the process holding it open, as
+    DuckDB reports it (its description and PID)."""
+    try:
+        with WAREHOUSE_TURN:  # not while a thread of this process has it open (`endpoints_load.py`)
+            duckdb.connect(str(path)).close()
+    except duckdb.IOException as error:
+        held = _HELD_BY.search(str(error))
+        if held is None:
+            raise
+        return f"process {held['pid']} ({held['program']})", int(held["pid"])
+    return None
+
+
 def _wait_for_the_file(path: Path, context: RunContext, timeout: float) -> None:
     """Wait (at most `timeout` s) until this process can open the DuckDB file for writing: another
     process holding it open (a notebook, a BI tool) keeps every load out, and dlt would say only that the
@@ -284,33 +298,22 @@ def _wait_for_the_file(path: Path, context: RunContext, timeout: float) -> None:
     Raises:
         LockTimeoutError: Still held after `timeout`; names the process DuckDB reports.
     """
-    started, logged = time.monotonic(), False
-    while True:
-        try:
-            with WAREHOUSE_TURN:  # not while a thread of this process has it open (`endpoints_load.py`)
-                duckdb.connect(str(path)).close()
-            return
-        except duckdb.IOException as error:
-            held = _HELD_BY.search(str(error))
-            if held is None:
-                raise
-            holder = f"process {held['pid']} ({held['program']})"
-        if not logged:
-            context.log.info(
-                f"Waiting for {path}: {holder} has the DuckDB file open (DuckDB allows one writer)."
-            )
-            logged = True
-        if time.monotonic() - started >= timeout:
-            raise LockTimeoutError(
-                description=(
-                    f"The DuckDB file {path} is held by another process, {holder}: DuckDB lets one process"
-                    f" open it for writing. Waited {timeout:.0f} s ({LOCK_TIMEOUT_ENV}); nothing was requested"
-                    " from the APIs. Close the file there (a notebook or BI tool can read it with"
-                    " duckdb.connect(path, read_only=True) while no load runs), then run again."
-                ),
-                metadata={"holder_pid": int(held["pid"])},
-            )
-        time.sleep(POLL_SECONDS)
+    wait_bounded(
+        lambda: _file_holder(path),
+        timeout,
+        lambda holder: context.log.info(
+            f"Waiting for {path}: {holder[0]} has the DuckDB file open (DuckDB allows one writer)."
+        ),
+        lambda holder: LockTimeoutError(
+            description=(
+                f"The DuckDB file {path} is held by another process, {holder[0]}: DuckDB lets one process"
+                f" open it for writing. Waited {timeout:.0f} s ({LOCK_TIMEOUT_ENV}); nothing was requested"
+                " from the APIs. Close the file there (a notebook or BI tool can read it with"
+                " duckdb.connect(path, read_only=True) while no load runs), then run again."
+            ),
+            metadata={"holder_pid": holder[1]},
+        ),
+    )
 
 
 class WarehouseUnreachableError(Failure):
