@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from dagster import ExecuteInProcessResult
 
+from analytics_assets.apis import AUDIENCE
 from analytics_assets.feedback.source import PAGE_CONCURRENCY as FEEDBACK_PAGE_CONCURRENCY
 from analytics_assets.rest import PathSegment
 from analytics_assets_tests.cli import INSTANCES, dagster_home, materialize_command, start_materialize
@@ -29,15 +30,7 @@ pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox, some th
 
 PEOPLE = "/audience/v1/people/all"
 RESPONSES = "/feedback/v1/management/responses"
-AUDIENCE_RESOURCES = (
-    "schemas",
-    "peoples",
-    "accounts",
-    "account_tags",
-    "segments",
-    "fields",
-    "segment_people",
-)
+AUDIENCE_RESOURCES = tuple(AUDIENCE.catalog)  # every endpoint of the audience API
 REPO = Path(__file__).resolve().parents[1]
 
 
