@@ -643,14 +643,3 @@ def _delete(pipeline: dlt.Pipeline, client: Any, names: _Table, plan: SweepPlan,
                 f"delete from {client.make_qualified_table_name(nested)} where {names.column('_dlt_root_id')}"
                 f" not in (select {names.column('_dlt_id')} from {names.qualified})"
             )
-
-
-def sweep(
-    pipeline: dlt.Pipeline,
-    table: str,
-    key_columns: Sequence[str],
-    served: ServedKeys,
-    closed_at: datetime | None = None,
-) -> SweepResult:
-    """`plan_sweep` and `apply_sweep` at once, with no bound on what goes: for a table already loaded."""
-    return apply_sweep(pipeline, plan_sweep(pipeline, table, key_columns, served), closed_at)

@@ -14,7 +14,8 @@ from dlt.common.normalizers.naming import direct, snake_case, sql_cs_v1
 
 from analytics_assets.history import first_of_each_key
 from analytics_assets.naming import configured_naming, key_fields, nested_tables
-from analytics_assets.sweep import MissingKeyError, ServedKeys, SweepResult, sweep
+from analytics_assets.sweep import MissingKeyError, ServedKeys, SweepResult
+from analytics_assets_tests.unit.test_sweep import sweep
 
 ACCOUNTS = [{"accountId": i, "name": f"Account {i}", "tags": [{"tag": f"t-{i}"}]} for i in range(1, 4)]
 

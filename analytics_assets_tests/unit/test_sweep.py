@@ -26,8 +26,12 @@ from analytics_assets.sweep import (
     SweepResult,
     apply_sweep,
     plan_sweep,
-    sweep,
 )
+
+
+def sweep(pipeline: dlt.Pipeline, table: str, key_columns: list[str], served: ServedKeys) -> SweepResult:
+    """`plan_sweep` and `apply_sweep` at once, with no bound on what goes, as a sync of a loaded table does."""
+    return apply_sweep(pipeline, plan_sweep(pipeline, table, key_columns, served))
 
 
 def serve(served: ServedKeys, ids: list[str]) -> None:
