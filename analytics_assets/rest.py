@@ -67,7 +67,7 @@ class ShortPageOffsetPaginator(OffsetPaginator):
       the same records whatever the offset. The repeat is not passed on (its records were already).
       When the first answer was longer than `limit`, the API ignored the limit too and that answer was
       its whole list; otherwise (a page of `limit` records, again and again) the rest of the list is out
-      of reach, and `on_end_unseen` is told why, so that this read deletes nothing (see `sweep`).
+      of reach, and `on_end_unseen` is told why, so that this read deletes nothing (see `sweep.plan_sweep`).
     """
 
     def __init__(self, offset_param: str, limit: int = PAGE_SIZE, limit_param: str = "limit") -> None:

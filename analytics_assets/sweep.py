@@ -1,8 +1,9 @@
 """Removing what an API no longer serves: neither API has a deletion feed, so a sync that read a
 resource's whole list compares the keys it was served with the keys in the warehouse.
 
-Plain dlt: `ServedKeys` adds a processing step to each resource of a `rest_api` config, and `sweep`
-runs after the load with the pipeline's SQL client (DuckDB, PostgreSQL, any SQL destination).
+Plain dlt: `ServedKeys` adds a processing step to each resource of a `rest_api` config; `plan_sweep`
+runs after the read and before the write, `apply_sweep` after the load, with the pipeline's SQL client
+(DuckDB, PostgreSQL, any SQL destination).
 """
 
 from __future__ import annotations
