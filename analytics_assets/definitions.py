@@ -3,17 +3,16 @@
 from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
-from analytics_assets.alert_sensors import build_alert_sensor
-from analytics_assets.alerts import AlertWebhook
-from analytics_assets.apis import APIS
-from analytics_assets.assets import build_api_assets
-from analytics_assets.audience.automation import segment_members_sensor
-from analytics_assets.checks.freshness import build_freshness_sensor
-from analytics_assets.checks.suite import build_asset_checks
-from analytics_assets.connection import check_connection_job
-from analytics_assets.feedback.sensors import new_feedback_sensor
-from analytics_assets.schedules import build_jobs, build_schedules
-from analytics_assets.warehouse import WarehouseResource
+from analytics_assets.loading.assets import build_api_assets
+from analytics_assets.loading.warehouse import WarehouseResource
+from analytics_assets.reading.apis import APIS
+from analytics_assets.watching.alert_sensors import build_alert_sensor
+from analytics_assets.watching.alerts import AlertWebhook
+from analytics_assets.watching.checks.freshness import build_freshness_sensor
+from analytics_assets.watching.checks.suite import build_asset_checks
+from analytics_assets.watching.connection import check_connection_job
+from analytics_assets.watching.schedules import build_jobs, build_schedules
+from analytics_assets.watching.sensors import new_feedback_sensor, segment_members_sensor
 
 assets = [assets for api in APIS for assets in build_api_assets(api)]
 jobs = build_jobs(assets)

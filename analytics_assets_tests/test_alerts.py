@@ -31,10 +31,10 @@ from dagster import (
     instance_for_test,
 )
 
-from analytics_assets import alert_sensors, alerts
-from analytics_assets.alert_sensors import INTERVAL_ENV, SENSOR_NAME, AlertCursor
-from analytics_assets.alerts import Alert, AlertWebhook
 from analytics_assets.definitions import defs
+from analytics_assets.watching import alert_sensors, alerts
+from analytics_assets.watching.alert_sensors import INTERVAL_ENV, SENSOR_NAME, AlertCursor
+from analytics_assets.watching.alerts import Alert, AlertWebhook
 from analytics_assets_tests.cli import dagster_home, start_materialize
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_e2e import REPO, stop_process_group

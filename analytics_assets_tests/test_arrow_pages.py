@@ -18,7 +18,7 @@ import dlt
 import pytest
 from dlt.common.utils import many_uniq_ids_base64
 
-from analytics_assets.arrow_pages import _dlt_ids
+from analytics_assets.reading.arrow_pages import _dlt_ids
 from analytics_assets_tests.conftest import Warehouse, make_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox

@@ -16,8 +16,8 @@ from dagster import (
 )
 
 from analytics_assets.definitions import defs
-from analytics_assets.feedback.sensors import new_feedback_sensor
-from analytics_assets.schedules import build_jobs, build_schedules
+from analytics_assets.watching.schedules import build_jobs, build_schedules
+from analytics_assets.watching.sensors import new_feedback_sensor
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox

@@ -19,8 +19,8 @@ from dagster import (
     define_asset_job,
 )
 
-from analytics_assets.checks.freshness import FRESHNESS_WINDOW
 from analytics_assets.definitions import defs
+from analytics_assets.watching.checks.freshness import FRESHNESS_WINDOW
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS

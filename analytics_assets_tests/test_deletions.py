@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from analytics_assets.audience.source import PAGE_CONCURRENCY
+from analytics_assets.reading.audience.source import PAGE_CONCURRENCY
 from analytics_assets_tests import test_isolation
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.test_e2e import REPO

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from dagster import ExecuteInProcessResult
 
-from analytics_assets.apis import AUDIENCE
-from analytics_assets.feedback.source import PAGE_CONCURRENCY as FEEDBACK_PAGE_CONCURRENCY
-from analytics_assets.rest import PathSegment
+from analytics_assets.reading.apis import AUDIENCE
+from analytics_assets.reading.feedback.source import PAGE_CONCURRENCY as FEEDBACK_PAGE_CONCURRENCY
+from analytics_assets.reading.rest import PathSegment
 from analytics_assets_tests.cli import INSTANCES, dagster_home, materialize_command, start_materialize
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize

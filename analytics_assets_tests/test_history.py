@@ -5,10 +5,10 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from analytics_assets.checks.core import CheckContext
-from analytics_assets.checks.table import one_active_version, primary_key_unique
-from analytics_assets.history import HISTORY_SETTING, HistorySettingError, history_tables
-from analytics_assets.warehouse import WarehouseResource
+from analytics_assets.loading.warehouse import WarehouseResource
+from analytics_assets.reading.history import HISTORY_SETTING, HistorySettingError, history_tables
+from analytics_assets.watching.checks.core import CheckContext
+from analytics_assets.watching.checks.table import one_active_version, primary_key_unique
 from analytics_assets_tests.conftest import Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_checks import execute

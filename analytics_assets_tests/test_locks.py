@@ -1,4 +1,4 @@
-"""Runs of one API take turns (`analytics_assets/locks.py`), through the real `dagster` CLI on one instance."""
+"""Runs of one API take turns (`analytics_assets/loading/locks.py`), through the real `dagster` CLI on one instance."""
 
 import os
 import re

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from analytics_assets.audience.source import audience
+from analytics_assets.reading.audience.source import audience
 from analytics_assets_tests.conftest import SMALL, Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table

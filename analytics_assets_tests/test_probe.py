@@ -1,4 +1,4 @@
-"""Requests outside a load (`analytics_assets.probe`) go through the loads' transport: the sensor too."""
+"""Requests outside a load (`analytics_assets.watching.probe`) go through the loads' transport: the sensor too."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from dagster import SensorResult, SkipReason, build_sensor_context
 
-from analytics_assets import probe
-from analytics_assets.apis import AUDIENCE, FEEDBACK
-from analytics_assets.feedback.sensors import new_feedback_sensor
+from analytics_assets.reading.apis import AUDIENCE, FEEDBACK
+from analytics_assets.watching import probe
+from analytics_assets.watching.sensors import new_feedback_sensor
 from analytics_sandbox import Sandbox
 
 RESPONSES = "/feedback/v1/management/responses"
@@ -159,7 +159,7 @@ def test_get_reads_dlt_toml_files(sandbox: Sandbox, tmp_path: Path) -> None:
     )
     (settings / "secrets.toml").write_text(f'[sources.feedback]\napi_key = "{sandbox.feedback_key}"\n')
     code = (
-        "from analytics_assets import probe; s = probe.ApiSettings.resolve(probe.api_named('feedback'));"
+        "from analytics_assets.watching import probe; s = probe.ApiSettings.resolve(probe.api_named('feedback'));"
         " print(s.request_timeout, probe.get('feedback', '/v1/webhooks').status_code)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}

@@ -1,4 +1,4 @@
-"""Reads ahead (`analytics_assets/read_ahead.py`) and the locks they share with the steps of their run."""
+"""Reads ahead (`analytics_assets/loading/read_ahead.py`) and the locks they share with the steps of their run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
 
-from analytics_assets.locks import Release, RunHolds
+from analytics_assets.loading.locks import Release, RunHolds
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table

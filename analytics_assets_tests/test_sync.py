@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from analytics_assets.feedback.source import PAGE_CONCURRENCY as FEEDBACK_PAGE_CONCURRENCY
+from analytics_assets.reading.feedback.source import PAGE_CONCURRENCY as FEEDBACK_PAGE_CONCURRENCY
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox

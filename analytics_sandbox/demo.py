@@ -20,7 +20,7 @@ from types import FrameType
 
 import duckdb
 
-from analytics_assets.warehouse import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV
+from analytics_assets.loading.warehouse import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV
 from analytics_sandbox import Sandbox, SandboxConfig
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dlt
 import psycopg2
 
-from analytics_assets.apis import APIS
+from analytics_assets.reading.apis import APIS
 from analytics_sandbox import Sandbox, SandboxConfig
 
 FORMATS = ("insert_values", "csv")

@@ -1,4 +1,4 @@
-"""`analytics_assets.arrow_pages` on its own: the columns a first Arrow page creates are those dlt's row
+"""`analytics_assets.reading.arrow_pages` on its own: the columns a first Arrow page creates are those dlt's row
 normalizer creates for the same first values, read from the schema's public settings (a real dlt
 normalize into a DuckDB file; no server, no Dagster). The whole-run comparison of both paths is
 `analytics_assets_tests/test_arrow_pages.py`."""
@@ -12,7 +12,7 @@ import dlt
 import pytest
 from dlt.common.schema.utils import autodetect_sc_type
 
-from analytics_assets.arrow_pages import _PY_TYPES, _row_path_column, _type_detections
+from analytics_assets.reading.arrow_pages import _PY_TYPES, _row_path_column, _type_detections
 
 ROW = {"id": 7, "name": "Ada", "score": 1.5, "active": True, "created_at": "2024-01-02T03:04:05Z", "src": "x"}
 

@@ -1,11 +1,11 @@
-"""`analytics_assets.catalog` and `Api.catalog`: each API's endpoints, read once from its `rest_api` config."""
+"""`analytics_assets.reading.catalog` and `Api.catalog`: each API's endpoints, read once from its `rest_api` config."""
 
 from __future__ import annotations
 
 import pytest
 
-from analytics_assets.apis import APIS, AUDIENCE, FEEDBACK
-from analytics_assets.catalog import endpoints
+from analytics_assets.reading.apis import APIS, AUDIENCE, FEEDBACK
+from analytics_assets.reading.catalog import endpoints
 
 
 def test_each_apis_catalog_is_read_once_and_cannot_be_changed() -> None:

@@ -1,12 +1,12 @@
-"""`analytics_assets.columns`: the documented fields' descriptions on the UI's column schema (no Dagster run)."""
+"""`analytics_assets.loading.columns`: the documented fields' descriptions on the UI's column schema (no Dagster run)."""
 
 from __future__ import annotations
 
 from dagster import TableColumn, TableColumnConstraints, TableSchema
 from dlt.common.normalizers.naming import snake_case, sql_cs_v1
 
-from analytics_assets.apis import APIS, AUDIENCE
-from analytics_assets.columns import with_descriptions
+from analytics_assets.loading.columns import with_descriptions
+from analytics_assets.reading.apis import APIS, AUDIENCE
 
 KEY = TableColumnConstraints(nullable=False, other=["primary_key"])
 

@@ -1,4 +1,4 @@
-"""`analytics_assets.errors` on its own: the exception chains a failed dlt extract raises, turned into
+"""`analytics_assets.loading.errors` on its own: the exception chains a failed dlt extract raises, turned into
 one message naming the API, the request and the setting to change (no server, no Dagster)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
 from requests import Response
 
-from analytics_assets.apis import APIS, AUDIENCE
-from analytics_assets.catalog import Endpoint
-from analytics_assets.errors import error_response, explain, server_message
-from analytics_assets.sweep import KeyTypeError, MissingKeyError
-from analytics_assets.transport import ApiResponseError, RequestStats
+from analytics_assets.loading.errors import error_response, explain, server_message
+from analytics_assets.reading.apis import APIS, AUDIENCE
+from analytics_assets.reading.catalog import Endpoint
+from analytics_assets.reading.sweep import KeyTypeError, MissingKeyError
+from analytics_assets.reading.transport import ApiResponseError, RequestStats
 
 APIS_BY_NAME = {api.name: api for api in APIS}
 BASE_URL = "https://audience.example.com/v1"

@@ -15,8 +15,8 @@ from dlt.sources.helpers.requests import Client
 from requests import Response
 from tenacity import Retrying
 
-from analytics_assets.arrow_pages import batched_pages
 from analytics_assets.internals import client_retrying, planned_check_asset_key, replace_generator
+from analytics_assets.reading.arrow_pages import batched_pages
 
 # replace_generator
 

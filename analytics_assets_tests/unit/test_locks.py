@@ -1,4 +1,4 @@
-"""`analytics_assets.locks` on its own: file locks and bounded waits with a fake run context (no
+"""`analytics_assets.loading.locks` on its own: file locks and bounded waits with a fake run context (no
 Dagster run, no server)."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from analytics_assets.locks import (
+from analytics_assets.loading.locks import (
     LOCK_TIMEOUT_ENV,
     FileLock,
     Holder,
     LockTimeoutError,
     wait_for,
 )
-from analytics_assets.warehouse import WarehouseResource
+from analytics_assets.loading.warehouse import WarehouseResource
 
 
 @dataclass

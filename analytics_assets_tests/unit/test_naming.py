@@ -1,4 +1,4 @@
-"""`analytics_assets.naming`: warehouse names come from the schema dlt loads with, not from a hard-coded
+"""`analytics_assets.reading.naming`: warehouse names come from the schema dlt loads with, not from a hard-coded
 `snake_case`. Real dlt extractions and a real DuckDB file under dlt's non-default naming conventions
 (`direct` keeps every name as it is, `sql_cs_v1` keeps the API's case); no server, no Dagster."""
 
@@ -12,9 +12,9 @@ import dlt
 import pytest
 from dlt.common.normalizers.naming import direct, snake_case, sql_cs_v1
 
-from analytics_assets.history import first_of_each_key
-from analytics_assets.naming import configured_naming, key_fields, nested_tables
-from analytics_assets.sweep import MissingKeyError, ServedKeys, SweepResult
+from analytics_assets.reading.history import first_of_each_key
+from analytics_assets.reading.naming import configured_naming, key_fields, nested_tables
+from analytics_assets.reading.sweep import MissingKeyError, ServedKeys, SweepResult
 from analytics_assets_tests.unit.test_sweep import sweep
 
 ACCOUNTS = [{"accountId": i, "name": f"Account {i}", "tags": [{"tag": f"t-{i}"}]} for i in range(1, 4)]

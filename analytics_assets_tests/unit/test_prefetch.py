@@ -1,4 +1,4 @@
-"""`analytics_assets.prefetch` on its own: a fake `send` that answers at once and records what it was
+"""`analytics_assets.reading.prefetch` on its own: a fake `send` that answers at once and records what it was
 asked, driven the way dlt's paginator asks for pages (no server)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from requests import PreparedRequest, Request, Response
 
-from analytics_assets.prefetch import PagePrefetcher
+from analytics_assets.reading.prefetch import PagePrefetcher
 
 URL = "https://api.example.com/v1/people/all"
 

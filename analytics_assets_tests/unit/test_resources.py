@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_assets.alerts import AlertWebhook
-from analytics_assets.warehouse import WarehouseResource
+from analytics_assets.loading.warehouse import WarehouseResource
+from analytics_assets.watching.alerts import AlertWebhook
 
 VARIABLES = (
     "ANALYTICS_DESTINATION",

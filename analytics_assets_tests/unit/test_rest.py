@@ -1,4 +1,4 @@
-"""`analytics_assets.rest` on its own: the paginator fed hand-made pages, the way dlt's own
+"""`analytics_assets.reading.rest` on its own: the paginator fed hand-made pages, the way dlt's own
 paginator tests do, and the path-safe parent value (no server, no Dagster)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from dlt.sources.rest_api.config_setup import expand_placeholders
 from requests import Request, Response
 
-from analytics_assets.rest import PAGE_SIZE, PathSegment, ShortPageOffsetPaginator
+from analytics_assets.reading.rest import PAGE_SIZE, PathSegment, ShortPageOffsetPaginator
 
 
 def page_response(url: str = "https://api.example.com/v1/people/all?offset=0&limit=3") -> Response:

@@ -1,4 +1,4 @@
-"""`analytics_assets.sweep` on its own: `ServedKeys` fed records directly, and `sweep` against a real
+"""`analytics_assets.reading.sweep` on its own: `ServedKeys` fed records directly, and `sweep` against a real
 dlt pipeline on a DuckDB file loaded from an in-memory resource (no server, no Dagster).
 
 `ServedKeys` is the loader's record of the keys each resource was served in a run: repeats are counted
@@ -15,8 +15,8 @@ import dlt
 import pytest
 from dlt.sources.rest_api import rest_api_resources
 
-from analytics_assets import sweep as sweep_module
-from analytics_assets.sweep import (
+from analytics_assets.reading import sweep as sweep_module
+from analytics_assets.reading.sweep import (
     UNCONFIRMED_TABLE,
     KeyTypeError,
     MissingKeyError,

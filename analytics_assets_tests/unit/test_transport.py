@@ -1,4 +1,4 @@
-"""`analytics_assets.transport` on its own: pacing on a fake clock, base URL and page checks on
+"""`analytics_assets.reading.transport` on its own: pacing on a fake clock, base URL and page checks on
 hand-made responses, and the session's retry rule over a fake adapter (no server, no Dagster)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPResponse
 
-from analytics_assets import transport
-from analytics_assets.transport import (
+from analytics_assets.reading import transport
+from analytics_assets.reading.transport import (
     ApiResponseError,
     Pacer,
     ReadDropped,

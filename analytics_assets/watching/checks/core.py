@@ -1,0 +1,262 @@
+"""What a data check is, and the Dagster check op that runs the checks of one asset.
+
+A `Check` is a name, a description, a severity and a function from a `CheckContext` (one open
+warehouse connection, the Dagster instance) to an `Outcome`. `build_load_checks` turns the checks
+of an asset into one `@multi_asset_check`: one op per asset, not one per check (one warehouse
+connection serves them all), and not one per load op (when one endpoint of an op fails, the checks of
+the others still run). A blocking check sits in an op between its asset's op and the children's.
+"""
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterInstance,
+    EventLogRecord,
+    multi_asset_check,
+)
+from dlt.destinations.sql_client import SqlClientBase
+
+from analytics_assets.loading.tags import UNAVAILABLE
+from analytics_assets.loading.warehouse import WarehouseResource
+from analytics_assets.reading.history import current_view
+
+SAMPLE_SIZE = 5
+"""How many offending keys a failed check lists in its metadata."""
+
+
+def metadata_value(record: EventLogRecord | None, key: str) -> Any:
+    """The value of a materialization's metadata entry, or None."""
+    materialization = record.asset_materialization if record else None
+    entry = materialization.metadata.get(key) if materialization else None
+    return entry.value if entry is not None else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one check on one table.
+
+    Attributes:
+        passed: Whether the data is as expected.
+        summary: One line a person can act on (the check result's description in the UI).
+        metadata: Counts and a few offending keys.
+        severity: Overrides the check's severity for this result (a milder finding of the same check).
+    """
+
+    passed: bool
+    summary: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    severity: AssetCheckSeverity | None = None
+
+
+class CheckContext:
+    """What a check sees: the asset's table over one open warehouse connection, the instance, and the
+    `warehouse` resource (the tolerated row drop).
+
+    SQL goes through dlt's client, so the same check runs on DuckDB, PostgreSQL and other SQL
+    destinations: identifiers are quoted by dlt, parameters use `%s`.
+    """
+
+    def __init__(
+        self,
+        sql: SqlClientBase[Any],
+        instance: DagsterInstance,
+        run_id: str,
+        asset_key: AssetKey,
+        warehouse: WarehouseResource,
+    ) -> None:
+        self.sql = sql
+        self.warehouse = warehouse
+        self.instance = instance
+        self.run_id = run_id
+        self.asset_key = asset_key
+        self.table = asset_key.path[-1]
+        self._history: list[EventLogRecord] | None = None
+        self._current: dict[str, str] = {}
+
+    @property
+    def dataset(self) -> str:
+        return self.sql.dataset_name
+
+    def qualified(self, table: str | None = None) -> str:
+        """The quoted, qualified name of a table of the dataset (this asset's by default); for a table
+        that keeps history, of its view of the active versions, so that checks judge the current rows."""
+        name = table or self.table
+        if name not in self._current:
+            view = current_view(name)
+            self._current[name] = view if self.columns(view) else name
+        return self.sql.make_qualified_table_name(self._current[name])
+
+    def base_table(self, table: str | None = None) -> str:
+        """The quoted, qualified name of the table itself, every version of a history table included."""
+        return self.sql.make_qualified_table_name(table or self.table)
+
+    def column(self, name: str) -> str:
+        """A quoted column name."""
+        return self.sql.escape_column_name(name)
+
+    def rows(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of a query (`%s` placeholders for `args`)."""
+        return [tuple(row) for row in self.sql.execute_sql(query, *args) or []]
+
+    def scalar(self, query: str, *args: Any) -> Any:
+        """The first value of the first row of a query."""
+        rows = self.rows(query, *args)
+        return rows[0][0] if rows else None
+
+    def columns(self, table: str | None = None) -> dict[str, str]:
+        """Column name -> the warehouse's data type, empty when the table does not exist."""
+        rows = self.rows(
+            "select column_name, data_type from information_schema.columns"
+            " where table_schema = %s and table_name = %s",
+            self.dataset,
+            table or self.table,
+        )
+        return {str(name): str(data_type) for name, data_type in rows}
+
+    def exists(self, table: str | None = None) -> bool:
+        """Whether the table exists (asked of information_schema: a failed query would abort a
+        PostgreSQL transaction)."""
+        return bool(self.columns(table))
+
+    def count(self, table: str | None = None) -> int:
+        """Rows in a table of the dataset; 0 when it does not exist."""
+        if not self.exists(table):
+            return 0
+        return int(self.scalar(f"select count(*) from {self.qualified(table)}"))
+
+    def history(self) -> list[EventLogRecord]:
+        """The asset's two latest materializations, newest first (this run's first, if it made one)."""
+        if self._history is None:
+            self._history = list(self.instance.fetch_materializations(self.asset_key, limit=2).records)
+        return self._history
+
+    def materialized_now(self) -> EventLogRecord | None:
+        """This run's materialization of the asset, if the run made one."""
+        records = self.history()
+        return records[0] if records and records[0].run_id == self.run_id else None
+
+    def previous_materialization(self) -> EventLogRecord | None:
+        """The latest materialization made by an earlier run."""
+        return next((r for r in self.history() if r.run_id != self.run_id), None)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One data check of one table.
+
+    Attributes:
+        name: The check name in Dagster (`<asset>:<name>`).
+        description: What it catches and what to do about it (shown in the UI).
+        evaluate: The check itself.
+        severity: ERROR where a failure means the data is wrong, WARN where it is suspicious.
+        blocking: A failure at ERROR keeps the asset's children from loading in the same run.
+        uses: Other tables of the dataset it reads (the check's extra dependencies).
+    """
+
+    name: str
+    description: str
+    evaluate: Callable[[CheckContext], Outcome]
+    severity: AssetCheckSeverity = AssetCheckSeverity.ERROR
+    blocking: bool = False
+    uses: tuple[str, ...] = ()
+
+    def guarding_children(self) -> "Check":
+        """This check at ERROR and blocking: for a parent whose bad data would flow into its children."""
+        return replace(
+            self,
+            severity=AssetCheckSeverity.ERROR,
+            blocking=True,
+            description=f"{self.description} Blocking: on failure, child assets do not load in the same run.",
+        )
+
+
+def _evaluate(check: Check, context: CheckContext, log: logging.Logger) -> Outcome:
+    if check.name != "available_on_plan" and metadata_value(context.materialized_now(), UNAVAILABLE):
+        # Nothing was loaded and nothing changed: only `available_on_plan` has something to say.
+        return Outcome(
+            True, "Not evaluated: the API's plan does not offer this endpoint (see available_on_plan)."
+        )
+    try:
+        return check.evaluate(context)
+    except Exception as error:
+        # A check that cannot run says so in its result, at its own severity, instead of failing the op
+        # (which would hide the results of the other checks of the same op).
+        log.exception(f"Check {check.name} of {context.asset_key.to_user_string()} could not run")
+        return Outcome(False, f"The check could not run: {type(error).__name__}: {error}")
+
+
+def build_load_checks(
+    name: str,
+    dataset: str,
+    checks: Mapping[AssetKey, Sequence[Check]],
+    op_tags: Mapping[str, str] | None = None,
+) -> AssetChecksDefinition:
+    """One check op for the given assets (the code location gives it one asset: see `suite.py`).
+
+    Args:
+        name: The check op is `<name>_checks`.
+        dataset: The dataset (schema) of the tables.
+        checks: The checks of each asset.
+        op_tags: The check op's tags (`tags.CHILD_PATH` for a parent's checks).
+    """
+    by_key = {AssetCheckKey(key, check.name): check for key, group in checks.items() for check in group}
+    specs = [
+        AssetCheckSpec(
+            check.name,
+            asset=key.asset_key,
+            description=check.description,
+            blocking=check.blocking,
+            additional_deps=[AssetKey([*key.asset_key.path[:-1], table]) for table in check.uses],
+            metadata={"severity": check.severity.value},
+        )
+        for key, check in by_key.items()
+    ]
+
+    # No `from __future__ import annotations` in this module: Dagster reads the `context` annotation.
+    @multi_asset_check(
+        specs=specs,
+        name=f"{name}_checks",
+        can_subset=True,
+        description=f"Data checks of `{name}`.",
+        op_tags=op_tags,
+    )
+    def _checks(
+        context: AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[AssetCheckResult]:
+        selected = context.selected_asset_check_keys
+        pipeline = warehouse.pipeline(f"{name}_checks", dataset=dataset)
+        # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
+        # API is merging into it. DuckDB: a check op also takes its turn on the file.
+        with (
+            warehouse.api_lock(dataset, context),
+            warehouse.lock(context),
+            pipeline.sql_client() as sql,
+        ):
+            for key, check in by_key.items():
+                if key not in selected:
+                    continue
+                outcome = _evaluate(
+                    check,
+                    CheckContext(sql, context.instance, context.run.run_id, key.asset_key, warehouse),
+                    context.log,
+                )
+                yield AssetCheckResult(
+                    asset_key=key.asset_key,
+                    check_name=key.name,
+                    passed=outcome.passed,
+                    severity=outcome.severity or check.severity,
+                    description=outcome.summary,
+                    metadata=dict(outcome.metadata),
+                )
+
+    return _checks
