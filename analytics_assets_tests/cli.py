@@ -44,14 +44,34 @@ def materialize_command(select: str) -> list[str]:
     ]
 
 
+def job_command(job: str) -> list[str]:
+    """`dagster job execute -j <job>` of the code location (what a schedule launches), as a command line."""
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "analytics_assets.definitions",
+        "-j",
+        job,
+    ]
+
+
 def start_materialize(select: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`dagster asset materialize --select <select>` in a process group of its own, output into `log`.
+    """`dagster asset materialize --select <select>` in a process group of its own, output into `log`."""
+    return start(materialize_command(select), env, log)
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A `dagster` command in a process group of its own, output into `log`.
 
     The rest of the environment (sources, warehouse) is the test's: `os.environ`, as fixtures set it.
     """
     with open(log, "wb") as out:
         return subprocess.Popen(
-            materialize_command(select),
+            command,
             cwd=REPO,
             env={**os.environ, **env},
             stdout=out,

@@ -1,4 +1,5 @@
-"""Runs of one API take turns (`analytics_assets/loading/locks.py`), through the real `dagster` CLI on one instance."""
+"""Runs of one API take turns and no two runs wait on each other (the lock order of
+`analytics_assets/loading/locks.py`), through the real `dagster` CLI on one instance."""
 
 import os
 import re
@@ -10,16 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from analytics_assets_tests.cli import INSTANCES, dagster_home, start_materialize
+from analytics_assets_tests.cli import (
+    dagster_home,
+    job_command,
+    materialize_command,
+    start,
+    start_materialize,
+)
 from analytics_assets_tests.conftest import Warehouse
 from analytics_assets_tests.materialize import materialize
-from analytics_assets_tests.test_sync import assert_warehouse_equals_api_table
+from analytics_assets_tests.test_sync import assert_warehouse_equals_api, assert_warehouse_equals_api_table
 from analytics_sandbox import Sandbox
 
 pytestmark = pytest.mark.slow  # two dagster CLI runs at once
 
 PEOPLE = "/audience/v1/people/all"
-RUN_START = re.compile(r"__ASSET_JOB - ([0-9a-f-]{36}) - \d+ - RUN_START")
+RESPONSES = "/feedback/v1/management/responses"
+RUN_START = re.compile(r" - ([0-9a-f-]{36}) - \d+ - RUN_START")
 
 
 def kill_if_running(process: subprocess.Popen[bytes]) -> None:
@@ -35,46 +43,57 @@ def run_id(log: str) -> str:
     return match.group(1)
 
 
+RUNS_TOGETHER = {
+    "nightly": job_command("nightly_sync"),  # the nightly schedule
+    "new_feedback": materialize_command("feedback/responses"),  # what `new_feedback_sensor` starts
+    "refresh": job_command("audience_full_refresh"),  # a refresh started by hand
+}
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("instance", INSTANCES)
-def test_two_live_runs_of_one_api_take_turns(
+@pytest.mark.parametrize(
+    ("instance", "warehouse"), [("embedded", "duckdb"), ("postgres", "postgres")], indirect=["warehouse"]
+)
+def test_the_runs_schedules_and_sensors_start_together_take_turns_and_all_finish(
     configured: Sandbox, warehouse: Warehouse, tmp_path: Path, instance: str
 ) -> None:
-    # The first run to reach the people's second page waits 20 s for it, holding the API's lock: without
-    # the lock, the other run would read all its pages in between.
-    configured.inject_fault(PEOPLE, "latency", delay=20, query={"offset": "99"})
+    """The nightly sync, a `new_feedback_sensor` run and a refresh of the audience API, started at once
+    through the real CLI on one instance: the nightly and the refresh both need the audience API, the
+    nightly and the sensor's run both the feedback API, and all three the warehouse. Each finishes, the
+    runs of one API one after the other, and the warehouse equals both APIs."""
+    # The first run to reach the people's second page, or the responses' first, waits 10 s for it while
+    # holding that API's lock: the others are live meanwhile, and meet the lock.
+    configured.inject_fault(PEOPLE, "latency", delay=10, query={"offset": "99"})
+    configured.inject_fault(RESPONSES, "latency", delay=10)
     with ExitStack() as stack:
         home = dagster_home(instance, tmp_path, stack)
-        logs = [tmp_path / "first.log", tmp_path / "second.log"]
-        runs = [start_materialize("group:audience", home, log) for log in logs]
-        for process in runs:
+        logs = {name: tmp_path / f"{name}.log" for name in RUNS_TOGETHER}
+        runs = {name: start(command, home, logs[name]) for name, command in RUNS_TOGETHER.items()}
+        for process in runs.values():
             stack.callback(kill_if_running, process)
-        for process, log in zip(runs, logs, strict=True):
-            assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
-    outputs = [log.read_text() for log in logs]
-    ids = [run_id(output) for output in outputs]
+        for name, process in runs.items():
+            assert process.wait(timeout=600) == 0, f"{name}: " + logs[name].read_text()[-3000:]
+    outputs = {name: log.read_text() for name, log in logs.items()}
+    ids = {name: run_id(output) for name, output in outputs.items()}
+    for output in outputs.values():
+        assert "Gave up waiting" not in output
 
-    # One run said, in its log, that it waited and for which run.
-    waited = [
-        i
-        for i, output in enumerate(outputs)
-        if f"Waiting for the audience API's lock (the loads and checks of one API take turns): run {ids[1 - i]}"
-        in output
+    # The nightly and the refresh took turns on the audience API, and the one that waited said for which run.
+    waits = [
+        line[line.index("Waiting") :]
+        for name, other in (("nightly", "refresh"), ("refresh", "nightly"))
+        for line in outputs[name].splitlines()
+        if "Waiting for the audience API's lock" in line and ids[other] in line
     ]
-    assert waited, "neither run logged that it waited for the other"
-    line = next(x for x in outputs[waited[0]].splitlines() if "Waiting for the audience API" in x)
-    print(f"\n{instance}: {line[line.index('Waiting') :]}")
-
-    # The people pages came in two whole passes, one run after the other, never interleaved.
-    offsets = [r["query"].get("offset") for r in configured.requests(path=PEOPLE)]
-    assert offsets == ["0", "99", "198"] * 2  # pages overlap by one record
-    for table in ("audience.peoples", "audience.segments", "audience.accounts"):
-        assert_warehouse_equals_api_table(warehouse, configured, table)
-    memberships = warehouse.query("select segment_id, id from audience.segment_people")
-    assert sorted((str(s), str(p)) for s, p in memberships) == sorted(
-        (str(s), str(p)) for s, p in configured.data.memberships()
-    )
-    assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
+    assert waits, "neither the nightly nor the refresh logged that it waited for the other"
+    print(f"\n{instance}: {waits[0]}")
+    # Each read of a list was whole, page after page, never interleaved with another run's read of it.
+    for path, offset in ((PEOPLE, "offset"), (RESPONSES, "skip")):
+        offsets = [int(r["query"].get(offset, 0)) for r in configured.requests(path=path)]
+        starts = [i for i, value in enumerate(offsets) if value == 0]
+        passes = [offsets[a:b] for a, b in zip(starts, [*starts[1:], len(offsets)], strict=True)]
+        assert len(passes) >= 2 and all(p == sorted(set(p)) for p in passes), (path, offsets)
+    assert_warehouse_equals_api(warehouse, configured)
 
 
 SEGMENTS = "/audience/v1/segments"
