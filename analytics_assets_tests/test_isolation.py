@@ -1,9 +1,9 @@
 """One endpoint's failure is its own: through the real `dagster` CLI and one DAGSTER_HOME, as production runs.
 
 Each test starts from a first sync of every asset (one CLI run, shared: each test gets a copy of its
-instance folder, warehouse and dlt folder), changes the data at the source, breaks one endpoint, runs
-its API's assets, and asserts that every other table equals the API, the broken one is unchanged, the
-run failed naming it, and the next clean run is exact.
+instance folder, warehouse and dlt folder), changes the data at the source, breaks endpoints, runs
+the assets, and asserts that every other table equals the API, the broken ones are unchanged, the
+run failed naming them, and the next clean run is exact.
 """
 
 from __future__ import annotations
@@ -145,86 +145,52 @@ def table_rows(warehouse: Warehouse, table: str) -> list[str]:
     return sorted(repr(row) for row in warehouse.query(f"select * from {table}"))
 
 
-def run_with_a_broken_endpoint(
-    cli: Cli, sandbox: Sandbox, warehouse: Warehouse, broken: str, path: str, **fault: object
-) -> str:
-    """After the first sync: changes, a run with `broken` failing, then asserts; returns the failed run's
-    output.
+BROKEN = {
+    # table: (path, fault): an audience endpoint answering 500, a feedback one 503, and a malformed page
+    # in the middle of the people's list
+    "audience.fields": ("/audience/v1/fields", {"kind": "status", "status": 500}),
+    "feedback.surveys": ("/feedback/v1/management/surveys", {"kind": "status", "status": 503}),
+    "audience.peoples": ("/audience/v1/people/all", {"kind": "malformed_json", "query": {"offset": "99"}}),
+}
 
-    The failing run loads the broken endpoint's API (its group): the other API is loaded by other ops anyway.
-    """
-    api, resource = broken.split(".")
-    before = table_rows(warehouse, broken)
-    change_everything(sandbox)
-    sandbox.clear_requests()
-    sandbox.inject_fault(path, times=1000, **fault)  # type: ignore[arg-type]
 
-    failed = cli.materialize(f"group:{api}")
+def test_failing_endpoints_hold_back_no_other(configured: Sandbox, warehouse: Warehouse, cli: Cli) -> None:
+    """After the first sync, a day of changes and a run of every asset in which three endpoints of both
+    APIs fail: every other table equals the API, each broken one is untouched, the run fails naming each
+    with its request, the UI shows just those as failed, and the next clean run is exact."""
+    before = {table: table_rows(warehouse, table) for table in BROKEN}
+    change_everything(configured)
+    configured.clear_requests()
+    for path, fault in BROKEN.values():
+        configured.inject_fault(path, times=1000, **fault)  # type: ignore[arg-type]
+
+    failed = cli.materialize("*")
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
-    sandbox.clear_faults()
-    assert f"{api}/{resource} failed" in output
-    assert table_rows(warehouse, broken) == before, "the failed endpoint's table is untouched"
+    configured.clear_faults()
+    for table in BROKEN:
+        assert f"- {table.replace('.', '/')}: " in output  # its line in the run's failure message
+        assert table_rows(warehouse, table) == before[table], f"{table}, which failed, is untouched"
+    assert "audience API: audience/peoples, audience/fields failed;" in output  # the alerts quote this line
+    assert "GET /audience/v1/fields" in output and "500" in output and "on all 4 attempts" in output
+    assert "GET /feedback/v1/management/surveys" in output and "503" in output
+    assert "malformed JSON on GET /audience/v1/people/all?" in output and "offset=99" in output
     for table in KEYS:
-        if table != broken and table.startswith(f"{api}."):
-            assert_warehouse_equals_api_table(warehouse, sandbox, table)
-    if api == "audience":
-        memberships = {(str(s), str(p)) for s, p in sandbox.data.memberships()}
-        loaded = warehouse.query("select segment_id, id from audience.segment_people")
-        assert {(str(s), str(p)) for s, p in loaded} == memberships, (
-            "members of every segment, the new one too"
-        )
-    # In the UI: every asset but the failed one materialized in the run, and the failed one, planned by a
-    # run that failed without materializing it, shows as failed.
-    materialized = cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION)
-    assert materialized == {f"{api}/{r}" for r in ALL_TABLES[api]} - {f"{api}/{resource}"}
-    assert f"{api}/{resource}" in cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        if table not in BROKEN:
+            assert_warehouse_equals_api_table(warehouse, configured, table)
+    memberships = {(str(s), str(p)) for s, p in configured.data.memberships()}
+    loaded = warehouse.query("select segment_id, id from audience.segment_people")
+    assert {(str(s), str(p)) for s, p in loaded} == memberships, "members of every segment, the new one too"
+    # In the UI: every asset but the failed ones materialized in the run, and the failed ones, planned by a
+    # run that failed without materializing them, show as failed.
+    every = {f"{api}/{r}" for api, resources in ALL_TABLES.items() for r in resources}
+    broken = {table.replace(".", "/") for table in BROKEN}
+    assert cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION) == every - broken
+    assert broken <= cli.last_run_events(DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
 
     assert cli.materialize().returncode == 0  # the next clean run, of every asset, is exact
-    assert_warehouse_equals_api(warehouse, sandbox)
-    return output
-
-
-def test_an_audience_endpoint_failing_500_holds_back_no_other(
-    configured: Sandbox, warehouse: Warehouse, cli: Cli
-) -> None:
-    output = run_with_a_broken_endpoint(
-        cli, configured, warehouse, "audience.fields", "/audience/v1/fields", kind="status", status=500
-    )
-    assert "GET /audience/v1/fields" in output and "500" in output and "on all 4 attempts" in output
-    assert (
-        len(configured.requests(path="/audience/v1/fields")) == 4 + 1
-    )  # the failed run's 4, the next run's 1
-
-
-def test_a_feedback_endpoint_failing_holds_back_no_other(
-    configured: Sandbox, warehouse: Warehouse, cli: Cli
-) -> None:
-    output = run_with_a_broken_endpoint(
-        cli,
-        configured,
-        warehouse,
-        "feedback.surveys",
-        "/feedback/v1/management/surveys",
-        kind="status",
-        status=503,
-    )
-    assert "GET /feedback/v1/management/surveys" in output and "503" in output
-
-
-def test_a_malformed_people_page_holds_back_no_other(
-    configured: Sandbox, warehouse: Warehouse, cli: Cli
-) -> None:
-    output = run_with_a_broken_endpoint(
-        cli,
-        configured,
-        warehouse,
-        "audience.peoples",
-        "/audience/v1/people/all",
-        kind="malformed_json",
-        query={"offset": "99"},
-    )
-    assert "malformed JSON on GET /audience/v1/people/all?" in output and "offset=99" in output
+    assert_warehouse_equals_api(warehouse, configured)
+    assert len(configured.requests(path="/audience/v1/fields")) == 4 + 1  # the failed run's 4, the next's 1
 
 
 def test_a_current_generation_server_loads_every_asset_from_the_successor_paths(
