@@ -1,10 +1,11 @@
 """Loading the sandbox into a real warehouse through the Dagster assets: DuckDB, and PostgreSQL when configured."""
 
 import pytest
-from dagster import TableSchema
+from dagster import DagsterInstance, ExecuteInProcessResult, TableSchema
 
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
+from analytics_assets_tests.test_checks import EXPECTED_CHECKS, evaluations, failed, metadata
 from analytics_sandbox import Sandbox
 
 pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
@@ -38,6 +39,11 @@ def assert_warehouse_equals_sandbox(warehouse: Warehouse, sandbox: Sandbox) -> N
     assert loaded == memberships
 
 
+def assert_every_check_passed(result: ExecuteInProcessResult) -> None:
+    assert len(evaluations(result)) == sum(len(names) for names in EXPECTED_CHECKS.values())
+    assert failed(result) == {}
+
+
 def columns(warehouse: Warehouse, table: str) -> dict[str, str]:
     rows = warehouse.query(
         "select column_name, data_type from information_schema.columns"
@@ -51,9 +57,18 @@ def test_a_full_materialization_loads_exactly_the_sandbox_data_and_a_second_chan
     configured: Sandbox, warehouse: Warehouse
 ) -> None:
     """One materialization of every asset, asserted on from every side; then a second one, which leaves
-    the same rows."""
-    result = materialize()
-    assert result.success
+    the same rows. Every check of both runs passes on the default data (the second compares with the
+    first: row counts, columns)."""
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(instance=instance)
+        assert result.success
+        assert_every_check_passed(result)
+        again = materialize(instance=instance)
+        assert again.success
+        assert_every_check_passed(again)
+    drop = metadata(evaluations(again)[("audience/peoples", "row_count_drop")])
+    assert (drop["previous_row_count"], drop["row_count"]) == (SMALL.people, SMALL.people)
+    assert metadata(evaluations(again)[("audience/peoples", "email_format")])["valid_share"] == 1.0
 
     assert warehouse.tables("audience") == {
         "schemas",
@@ -115,7 +130,7 @@ def test_a_full_materialization_loads_exactly_the_sandbox_data_and_a_second_chan
     assert warehouse.query("select count(*) from audience.peoples where tags = ''") == [(empty,)]
     assert warehouse.query("select count(*) from audience.peoples where tags is null") == [(0,)]
 
-    assert materialize().success  # again: the same rows, none twice
+    # After the second run: the same rows, none twice.
     assert_warehouse_equals_sandbox(warehouse, configured)
     assert warehouse.query("select count(*) - count(distinct id) from audience.peoples") == [(0,)]
 
