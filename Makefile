@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo dev check-connection test test-fast lint format bench bench-postgres clean
+.PHONY: install demo dev check-connection test test-fast lint format bench bench-smoke bench-postgres clean
 
 $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
@@ -39,7 +39,7 @@ check-connection: install
 ## workers help even on two cores. Tests are handed out one at a time, the longest first (conftest.py).
 TEST_WORKERS ?= 2
 test: install
-	$(VENV_BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1
+	$(VENV_BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1 -m "not bench"
 
 ## test-fast: the inner loop, under a minute: every test but those marked slow (whole Dagster runs, the dagster
 ## CLI or another subprocess, over ~2 s); the unit tests in analytics_assets_tests/unit/ and quick sandbox tests
@@ -50,6 +50,11 @@ test-fast: install
 ## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
 bench: install
 	$(VENV_BIN)/python -m benchmarks $(BENCH_ARGS)
+
+## bench-smoke: both benchmarks at tiny scale (a few minutes, figures meaningless): they still run and report
+## every figure. Not part of `make test`, which tests the code location; CI runs it after `make test`
+bench-smoke: install
+	$(VENV_BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1 -m bench
 
 ## bench-postgres: which loader file format loads PostgreSQL fastest and keeps the data (benchmarks/README.md);
 ## needs ANALYTICS_TEST_POSTGRES_URL (a server it may create databases on), e.g. BENCH_ARGS="--people 20000"

@@ -14,7 +14,7 @@ import pytest
 
 from analytics_assets_tests.conftest import POSTGRES_URL_ENV, postgres_server_url
 
-pytestmark = pytest.mark.slow  # runs the benchmark in a subprocess
+pytestmark = [pytest.mark.slow, pytest.mark.bench]  # the benchmark in a subprocess: `make bench-smoke`
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PEOPLE = 1_000

@@ -68,9 +68,10 @@ def _dev_is_up(launcher: psutil.Process, port: int) -> bool:
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.parametrize("target", ["process-group", "launcher-only"])
-def test_make_dev_stops_on_sigterm(tmp_path: Path, target: str) -> None:
-    """`make dev`'s command, sent SIGTERM as a service manager or container runtime does: all of it stops."""
+def test_make_dev_stops_on_sigterm(tmp_path: Path) -> None:
+    """`make dev`'s command, sent SIGTERM as a container runtime does (`docker stop`: to its first process
+    only): it stops everything it started. (SIGTERM to the whole process group, as systemd sends it,
+    reaches each process itself: Dagster's own processes stop on it.)"""
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
@@ -101,14 +102,9 @@ def test_make_dev_stops_on_sigterm(tmp_path: Path, target: str) -> None:
             time.sleep(1)
         everything = [launcher, *launcher.children(recursive=True)]
         sent = time.monotonic()
-        if target == "process-group":
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
-            process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         _, alive = psutil.wait_procs(everything, timeout=30)
-        print(
-            f"\n{target}: {len(everything)} processes, all gone {time.monotonic() - sent:.1f} s after SIGTERM"
-        )
+        print(f"\n{len(everything)} processes, all gone {time.monotonic() - sent:.1f} s after SIGTERM")
         assert not alive, [" ".join(p.cmdline()) for p in alive]
         assert process.wait(timeout=5) == 0
     finally:
