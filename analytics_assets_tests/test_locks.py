@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def kill_if_running(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def run_seconds(log: str) -> int:
+    """Seconds from the run's start to its end, from the CLI's log lines (one-second stamps)."""
+    stamps = [
+        datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
+        for line in log.splitlines()
+        if re.search(r" - RUN_(START|SUCCESS|FAILURE) - ", line)
+    ]
+    return int((stamps[-1] - stamps[0]).total_seconds())
 
 
 def run_id(log: str) -> str:
@@ -77,6 +88,7 @@ def test_the_runs_schedules_and_sensors_start_together_take_turns_and_all_finish
     ids = {name: run_id(output) for name, output in outputs.items()}
     for output in outputs.values():
         assert "Gave up waiting" not in output
+    print(f"\n{instance}: " + ", ".join(f"{name} {run_seconds(out)} s" for name, out in outputs.items()))
 
     # The nightly and the refresh took turns on the audience API, and the one that waited said for which run.
     waits = [
