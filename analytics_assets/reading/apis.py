@@ -8,14 +8,25 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+from dlt.common.configuration.specs import BaseConfiguration
 from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.reading.audience import columns as audience_columns
-from analytics_assets.reading.audience.source import REAL_KEY_HEADER, audience, audience_config
+from analytics_assets.reading.audience.source import (
+    REAL_KEY_HEADER,
+    AudienceSettings,
+    audience,
+    audience_config,
+)
 from analytics_assets.reading.catalog import Endpoint, endpoints
 from analytics_assets.reading.feedback import columns as feedback_columns
-from analytics_assets.reading.feedback.source import CURRENT_GENERATION_PATHS, feedback, feedback_config
+from analytics_assets.reading.feedback.source import (
+    CURRENT_GENERATION_PATHS,
+    FeedbackSettings,
+    feedback,
+    feedback_config,
+)
 from analytics_assets.reading.settings import env_var
 
 
@@ -25,6 +36,9 @@ class Api:
 
     name: str
     source: Callable[..., DltSource]
+    settings: type[BaseConfiguration]
+    """The source's settings spec (`@dlt.source(spec=...)`): what dlt injects into `source`, and what
+    anything else that needs the API's settings resolves (`watching/probe.py`)."""
     config: Callable[..., RESTAPIConfig]
     base_url_shape: str
     """What its base URL looks like, for messages about a wrong one (e.g. "ending in /v1")."""
@@ -64,6 +78,7 @@ _SPEC_ONLY_SETTINGS: dict[str, Any] = {"base_url": "https://spec-only.invalid", 
 AUDIENCE = Api(
     name="audience",
     source=audience,
+    settings=AudienceSettings,
     config=audience_config,
     base_url_shape="ending in /v1",
     real_key_header=REAL_KEY_HEADER,
@@ -72,6 +87,7 @@ AUDIENCE = Api(
 FEEDBACK = Api(
     name="feedback",
     source=feedback,
+    settings=FeedbackSettings,
     config=feedback_config,
     base_url_shape="without /v1",
     successor_paths=CURRENT_GENERATION_PATHS,

@@ -15,7 +15,6 @@ from typing import Any
 
 import requests
 from dlt.common.configuration import known_sections, resolve_configuration
-from dlt.extract.reference import SourceFactory
 
 from analytics_assets.reading.apis import APIS, Api
 from analytics_assets.reading.transport import RequestStats, RetryPolicy, Transport, check_base_url
@@ -58,14 +57,11 @@ class ApiSettings:
         Raises:
             MissingSettingError: The base URL or the key is not set (naming the variables).
         """
-        factory = api.source
-        assert isinstance(factory, SourceFactory), f"{api.name}: the source is a @dlt.source function"
-        reference = factory.ref
-        # The source's own configuration spec and sections: the same lookup and the same defaults
-        # as a load, without building the source.
+        # The source's own settings spec and sections (`@dlt.source(name=..., section=..., spec=...)`):
+        # the same lookup and the same defaults as a load, without building the source.
         config = resolve_configuration(
-            reference.SPEC(),
-            sections=(known_sections.SOURCES, reference.section, reference.name),
+            api.settings(),
+            sections=(known_sections.SOURCES, api.name, api.name),
             accept_partial=True,
         )
         missing = [api.env_var(name) for name in ("base_url", "api_key") if not config.get(name)]

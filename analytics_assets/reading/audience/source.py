@@ -15,6 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
@@ -134,7 +137,25 @@ def audience_config(
     }
 
 
-@dlt.source(name="audience", section="audience")
+@configspec
+class AudienceSettings(BaseConfiguration):
+    """The audience source's settings (`SOURCES__AUDIENCE__<SETTING>`, or `[sources.audience]` in
+    `.dlt/*.toml`), the arguments of `audience` dlt injects; the connection test resolves the same spec."""
+
+    # None is dlt's mark of a required field of a spec (a missing one raises ConfigFieldMissingException)
+    base_url: str = None  # type: ignore[assignment]
+    api_key: TSecretStrValue = None  # type: ignore[assignment]  # a secret
+    api_key_header: str = API_KEY_HEADER
+    requests_per_minute: float | None = None
+    rate_window_seconds: float = 60.0
+    retry_backoff_factor: float = 2.0
+    request_timeout: float = 60.0
+    page_concurrency: int = PAGE_CONCURRENCY
+    allow_insecure_http: bool = False
+    arrow_pages: bool = True
+
+
+@dlt.source(name="audience", section="audience", spec=AudienceSettings)
 def audience(
     base_url: str = dlt.config.value,
     api_key: str = dlt.secrets.value,
@@ -151,7 +172,8 @@ def audience(
     request_stats: RequestStats | None = None,
 ) -> list[DltResource]:
     """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`;
-    every other argument is a setting too (`SOURCES__AUDIENCE__<ARGUMENT>`).
+    every argument of `AudienceSettings` is a setting too (`SOURCES__AUDIENCE__<ARGUMENT>`); the others
+    are the loader's, per run.
 
     Args:
         full_scan: Rewrite every record, ignoring cursors.

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 from dlt.sources.rest_api.typing import Endpoint, EndpointResource
@@ -124,7 +127,25 @@ def feedback_config(
     }
 
 
-@dlt.source(name="feedback", section="feedback")
+@configspec
+class FeedbackSettings(BaseConfiguration):
+    """The feedback source's settings (`SOURCES__FEEDBACK__<SETTING>`, or `[sources.feedback]` in
+    `.dlt/*.toml`), the arguments of `feedback` dlt injects; the connection test resolves the same spec."""
+
+    # None is dlt's mark of a required field of a spec (a missing one raises ConfigFieldMissingException)
+    base_url: str = None  # type: ignore[assignment]
+    api_key: TSecretStrValue = None  # type: ignore[assignment]  # a secret
+    api_key_header: str = API_KEY_HEADER
+    responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS
+    requests_per_minute: float | None = RATE_LIMIT_PER_MINUTE
+    rate_window_seconds: float = 60.0
+    retry_backoff_factor: float = 2.0
+    request_timeout: float = 60.0
+    page_concurrency: int = PAGE_CONCURRENCY
+    allow_insecure_http: bool = False
+
+
+@dlt.source(name="feedback", section="feedback", spec=FeedbackSettings)
 def feedback(
     base_url: str = dlt.config.value,
     api_key: str = dlt.secrets.value,
@@ -142,7 +163,8 @@ def feedback(
     paths: Mapping[str, str] | None = None,
 ) -> list[DltResource]:
     """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`;
-    every other argument is a setting too (`SOURCES__FEEDBACK__<ARGUMENT>`).
+    every argument of `FeedbackSettings` is a setting too (`SOURCES__FEEDBACK__<ARGUMENT>`); the others
+    are the loader's, per run.
 
     Args:
         full_scan: Read and rewrite every record, ignoring cursors.
