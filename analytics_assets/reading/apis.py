@@ -8,7 +8,6 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from dlt.common.configuration.specs import BaseConfiguration
 from dlt.sources import DltSource
 from dlt.sources.rest_api import RESTAPIConfig
 
@@ -27,7 +26,7 @@ from analytics_assets.reading.feedback.source import (
     feedback,
     feedback_config,
 )
-from analytics_assets.reading.settings import env_var
+from analytics_assets.reading.settings import SourceSettings, env_var
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Api:
 
     name: str
     source: Callable[..., DltSource]
-    settings: type[BaseConfiguration]
+    settings: type[SourceSettings]
     """The source's settings spec (`@dlt.source(spec=...)`): what dlt injects into `source`, and what
     anything else that needs the API's settings resolves (`watching/probe.py`)."""
     config: Callable[..., RESTAPIConfig]

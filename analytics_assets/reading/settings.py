@@ -1,11 +1,33 @@
 """Reading settings: the sources' the dlt way (environment, then .dlt/*.toml) outside a dlt source,
 and the Dagster resources' (`warehouse`, `alert_webhook`) when a run or tick uses them."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: dlt reads `SourceSettings`' field types from its subclasses'
+# modules, where these names are not imported.
 
 import os
 
 import dlt
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+
+
+@configspec
+class SourceSettings(BaseConfiguration):
+    """What every API's source is configured with (`SOURCES__<API>__<SETTING>`, or `[sources.<api>]` in
+    `.dlt/*.toml`): each API's spec (`@dlt.source(spec=...)`) extends it with its own settings and
+    defaults; dlt injects them into the source function, and the connection test resolves the same spec."""
+
+    # None is dlt's mark of a required field of a spec (a missing one raises ConfigFieldMissingException).
+    base_url: str = None  # type: ignore[assignment]
+    api_key: TSecretStrValue = None  # type: ignore[assignment]  # a secret
+    api_key_header: str = "api_key"
+    requests_per_minute: float | None = None
+    rate_window_seconds: float = 60.0
+    retry_backoff_factor: float = 2.0
+    request_timeout: float = 60.0
+    page_concurrency: int = 1
+    allow_insecure_http: bool = False
 
 
 def env_var(api: str, setting: str) -> str:

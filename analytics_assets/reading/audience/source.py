@@ -16,13 +16,12 @@ from typing import Any
 
 import dlt
 from dlt.common.configuration import configspec
-from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.reading.credentials import drop_credentials
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
+from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
 from analytics_assets.reading.transport import RequestStats, RetryPolicy, Transport
 
@@ -138,20 +137,12 @@ def audience_config(
 
 
 @configspec
-class AudienceSettings(BaseConfiguration):
-    """The audience source's settings (`SOURCES__AUDIENCE__<SETTING>`, or `[sources.audience]` in
-    `.dlt/*.toml`), the arguments of `audience` dlt injects; the connection test resolves the same spec."""
+class AudienceSettings(SourceSettings):
+    """The audience source's settings: the shared ones (`SourceSettings`) with the audience API's defaults,
+    and its own."""
 
-    # None is dlt's mark of a required field of a spec (a missing one raises ConfigFieldMissingException)
-    base_url: str = None  # type: ignore[assignment]
-    api_key: TSecretStrValue = None  # type: ignore[assignment]  # a secret
     api_key_header: str = API_KEY_HEADER
-    requests_per_minute: float | None = None
-    rate_window_seconds: float = 60.0
-    retry_backoff_factor: float = 2.0
-    request_timeout: float = 60.0
     page_concurrency: int = PAGE_CONCURRENCY
-    allow_insecure_http: bool = False
     arrow_pages: bool = True
 
 

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 
 import dlt
 from dlt.common.configuration import configspec
-from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 from dlt.sources.rest_api.typing import Endpoint, EndpointResource
 
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
+from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
 from analytics_assets.reading.transport import RequestStats, RetryPolicy, Transport
 
@@ -128,21 +127,14 @@ def feedback_config(
 
 
 @configspec
-class FeedbackSettings(BaseConfiguration):
-    """The feedback source's settings (`SOURCES__FEEDBACK__<SETTING>`, or `[sources.feedback]` in
-    `.dlt/*.toml`), the arguments of `feedback` dlt injects; the connection test resolves the same spec."""
+class FeedbackSettings(SourceSettings):
+    """The feedback source's settings: the shared ones (`SourceSettings`) with the feedback API's defaults,
+    and its own."""
 
-    # None is dlt's mark of a required field of a spec (a missing one raises ConfigFieldMissingException)
-    base_url: str = None  # type: ignore[assignment]
-    api_key: TSecretStrValue = None  # type: ignore[assignment]  # a secret
     api_key_header: str = API_KEY_HEADER
     responses_lookback_hours: float = RESPONSES_LOOKBACK_HOURS
     requests_per_minute: float | None = RATE_LIMIT_PER_MINUTE
-    rate_window_seconds: float = 60.0
-    retry_backoff_factor: float = 2.0
-    request_timeout: float = 60.0
     page_concurrency: int = PAGE_CONCURRENCY
-    allow_insecure_http: bool = False
 
 
 @dlt.source(name="feedback", section="feedback", spec=FeedbackSettings)
