@@ -241,7 +241,7 @@ def test_a_check_failing_in_a_failed_run_is_alerted_once(
     assert run(instance, "audience/segments").success
     configured.data.truncate("segments", 1)  # two of three segments vanish: row_count_drop, blocking
     # A refresh loads the one left (a sync would refuse to delete two thirds of the table).
-    refresh = {"ops": {"audience": {"config": {"refresh": True}}}}
+    refresh = {"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}}
     failed = materialize(
         "audience/segments",
         "audience/segment_people",

@@ -56,7 +56,7 @@ def instance() -> Iterator[DagsterInstance]:
         yield dagster_instance
 
 
-REFRESH_AUDIENCE = {"ops": {"audience": {"config": {"refresh": True}}}}
+REFRESH_AUDIENCE = {"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}}
 
 
 def run(
