@@ -42,7 +42,11 @@ def test_the_weekly_reconciliation_reads_everything() -> None:
     schedule = defs.resolve_schedule_def("weekly_reconciliation_schedule")
     assert schedule.cron_schedule == "0 3 * * 0"
     job = defs.resolve_job_def(schedule.job_name)
-    assert job.run_config["ops"]["analytics_load"]["config"] == {"full_scan": True, "refresh": False, "apis": []}
+    assert job.run_config["ops"]["analytics_load"]["config"] == {
+        "full_scan": True,
+        "refresh": False,
+        "apis": [],
+    }
     assert job.tags["analytics/sync"] == "reconciliation"
 
 

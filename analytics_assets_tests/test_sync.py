@@ -164,7 +164,8 @@ def test_an_old_response_updated_waits_for_the_reconciliation(
     assert finished[old] is False and doomed in finished  # a nightly sync reads only its window
 
     reconciled = materialize(
-        "feedback/responses", run_config={"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}}
+        "feedback/responses",
+        run_config={"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}},
     )
     assert reconciled.success
     finished = dict(warehouse.query("select id, finished from feedback.responses"))
