@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from analytics_assets.loading.endpoints_load import EndpointLoad, EndpointReads, HeldBackError, write_in_turn
 
 WAIT = 10.0
