@@ -154,8 +154,8 @@ def test_a_sync_never_holds_the_warehouse_while_it_waits_for_an_api(
         assert checks.stdout.read().strip() == "checked"
         assert sync.wait(timeout=300) != 0, "the sync fails: /segments answered 500"
     output = (tmp_path / "sync.log").read_text()
-    assert "audience/segments failed" in output
-    assert "Not loading segment_people: its parent segments was not loaded in this run" in output
+    assert "audience API: audience/segments, audience/segment_people failed" in output
+    assert "- audience/segment_people: audience API answered 500 on GET /audience/v1/segments" in output
     assert "Gave up waiting" not in output
     for table in ("feedback.responses", "feedback.surveys", "audience.peoples", "audience.fields"):
         assert_warehouse_equals_api_table(warehouse, configured, table)
