@@ -3,18 +3,20 @@
 from dagster import Definitions, in_process_executor
 from dagster_dlt import DagsterDltResource
 
-from analytics_assets.loading.assets import build_api_assets
+from analytics_assets.loading.assets import build_load_assets
 from analytics_assets.loading.warehouse import WarehouseResource
 from analytics_assets.reading.apis import APIS
 from analytics_assets.watching.alert_sensors import build_alert_sensor
 from analytics_assets.watching.alerts import AlertWebhook
 from analytics_assets.watching.checks.freshness import build_freshness_sensor
-from analytics_assets.watching.checks.suite import build_asset_checks
+from analytics_assets.watching.checks.suite import build_asset_checks, build_gates
 from analytics_assets.watching.connection import check_connection_job
 from analytics_assets.watching.schedules import build_jobs, build_schedules
 from analytics_assets.watching.sensors import new_feedback_sensor, segment_members_sensor
 
-assets = [assets for api in APIS for assets in build_api_assets(api)]
+# One load op for every asset. The parents' blocking checks run inside it, between a parent's write and
+# its children's: they are watching's checks, handed down here so that loading never imports watching.
+assets = [build_load_assets(APIS, blocking_checks=build_gates())]
 jobs = build_jobs(assets)
 asset_checks = build_asset_checks(assets)
 
@@ -43,14 +45,11 @@ defs = Definitions(
     # the loaded 2 cores, the forkserver imported the code location again (32-43 s there), and the two
     # API loads mostly took turns on the one DuckDB writer: the first sync of 20,000 people at +50 ms
     # ran 67.5 s from first request to last response against 52.0 s in process, in the same session.
-    # In process, the steps on the way to a child's load run first (`tags.CHILD_PATH`): no check runs
-    # between the loads of a sync; and the first load step starts reading every other load step's
-    # endpoints (`read_ahead.py`): the steps take turns, their requests do not (`make bench`: 0.70 x ->
-    # 0.41 x the longest chain of requests for the first sync at +50 ms, README "Performance").
-    # Pools still apply to in-process steps.
+    # The load is one op (`loading/assets.py`): every endpoint of both APIs read side by side, so no
+    # check step runs between the first request of a sync and its last; measured equal to the three load
+    # steps with reads ahead it replaced (README, "Performance"). Pools still apply to in-process steps.
     # A step starts once the outputs it needs exist, even when the step that made them failed: one
-    # failed endpoint keeps only its own checks (and children) from running, not those of the endpoints
-    # loaded beside it. Child ops check their parent's blocking checks themselves (`assets.py`).
+    # failed endpoint keeps none of the checks of the endpoints loaded beside it from running.
     executor=in_process_executor.configured(
         {"step_dependency_config": {"require_upstream_step_success": False}}
     ),

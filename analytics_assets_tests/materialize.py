@@ -18,7 +18,7 @@ def materialize(
     """Materialize the given assets (e.g. "audience/peoples"), or all of them when none are given.
 
     Args:
-        run_config: Run config, e.g. `{"ops": {"feedback": {"config": {"full_scan": True}}}}`.
+        run_config: Run config, e.g. `{"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}}`.
         instance: The Dagster instance (default: an ephemeral one).
         job: A job of the code location to run instead of the implicit asset job.
     """

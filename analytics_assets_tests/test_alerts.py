@@ -199,10 +199,10 @@ def test_a_failed_run_is_alerted_once_naming_what_did_not_load(
     assert (alert["kind"], alert["severity"], alert["asset"]) == ("run_failed", "ERROR", "audience/accounts")
     assert (alert["run_id"], alert["run_url"]) == (failed.run_id, f"{BASE_URL}/runs/{failed.run_id}")
     assert alert["check"] is None
-    assert list(alert["details"]["failed_steps"]) == ["audience"]
+    assert list(alert["details"]["failed_steps"]) == ["analytics_load"]
     assert alert["details"]["not_updated"] == ["audience/accounts"]
     assert alert["text"].startswith(
-        ":x: *Run failed* [ERROR] `audience/accounts`: Run of __ASSET_JOB failed (audience:"
+        ":x: *Run failed* [ERROR] `audience/accounts`: Run of __ASSET_JOB failed (analytics_load: audience API"
     )
 
     assert sensor.tick() == []
@@ -241,7 +241,7 @@ def test_a_check_failing_in_a_failed_run_is_alerted_once(
     assert run(instance, "audience/segments").success
     configured.data.truncate("segments", 1)  # two of three segments vanish: row_count_drop, blocking
     # A refresh loads the one left (a sync would refuse to delete two thirds of the table).
-    refresh = {"ops": {"audience": {"config": {"refresh": True}}}}
+    refresh = {"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}}
     failed = materialize(
         "audience/segments",
         "audience/segment_people",

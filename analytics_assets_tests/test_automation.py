@@ -42,9 +42,22 @@ def test_the_weekly_reconciliation_reads_everything() -> None:
     schedule = defs.resolve_schedule_def("weekly_reconciliation_schedule")
     assert schedule.cron_schedule == "0 3 * * 0"
     job = defs.resolve_job_def(schedule.job_name)
-    ops = job.run_config_schema.config_type.fields["ops"].config_type.fields
-    assert {"audience", "audience_segment_people", "feedback"} <= set(ops)
+    assert job.run_config["ops"]["analytics_load"]["config"] == {
+        "full_scan": True,
+        "refresh": False,
+        "apis": [],
+    }
     assert job.tags["analytics/sync"] == "reconciliation"
+
+
+def test_a_full_refresh_job_refreshes_only_its_api() -> None:
+    for api in ("audience", "feedback"):
+        job = defs.resolve_job_def(f"{api}_full_refresh")
+        assert job.run_config["ops"]["analytics_load"]["config"] == {
+            "full_scan": False,
+            "refresh": True,
+            "apis": [api],
+        }
 
 
 def test_the_schedule_time_zone_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,7 +74,7 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
     for load in ("limit", "http_stack", "baseline", "peoples"):
         assert figures[load]["rows"] == TINY_PEOPLE, load
     assert figures["limit"]["requests"] == TINY_PEOPLE // 100 + 1  # ten full pages, then an empty one
-    assert figures["peoples"]["steps_seconds"]["audience"] > 0
+    assert figures["peoples"]["steps_seconds"]["analytics_load"] > 0
     for sync in (figures["all_assets"], figures["syncs"]["first"]):
         assert sync["rows_per_table"]["audience.peoples"] == TINY_PEOPLE
         assert len(sync["rows_per_table"]) >= 13  # every asset's table, child tables too

@@ -56,7 +56,7 @@ def instance() -> Iterator[DagsterInstance]:
         yield dagster_instance
 
 
-REFRESH_AUDIENCE = {"ops": {"audience": {"config": {"refresh": True}}}}
+REFRESH_AUDIENCE = {"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}}
 
 
 def run(
@@ -105,10 +105,11 @@ def people(sandbox: Sandbox, n: int) -> list[dict[str, Any]]:
 
 
 def test_every_asset_has_its_checks_severity_and_blocking_on_purpose() -> None:
+    # The blocking checks are the load op's own (`Gate`), the others in a check op per asset.
     specs = {
         (spec.asset_key.to_user_string(), spec.name): spec
-        for c in defs.asset_checks or []
-        for spec in c.check_specs
+        for c in [*(defs.asset_checks or []), *(defs.assets or [])]
+        for spec in c.check_specs  # type: ignore[union-attr]
     }
     checks: dict[str, set[str]] = {}
     for asset, name in specs:
@@ -193,7 +194,7 @@ def test_a_blank_key_is_an_error_and_a_missing_one_stops_the_load(
     result = run(instance, "audience/peoples")
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert failure.step_key == "audience" and " id" in str(failure.step_failure_data.error)
+    assert failure.step_key == "analytics_load" and " id" in str(failure.step_failure_data.error)
     assert ("audience/peoples", "primary_key_not_null") not in evaluations(result)
     assert warehouse.query("select count(*) from audience.peoples") == [(SMALL.people + 1,)]
 
@@ -328,10 +329,15 @@ def test_a_blocking_check_failure_on_segments_keeps_segment_people_from_loading(
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"audience/segments"}
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert started == {"audience", "audience_segments_checks"}  # neither segment_people nor its checks ran
+    assert "audience_segment_people_checks" not in started  # neither segment_people nor its checks ran
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "analytics_load"
+    assert "Not loading segment_people: audience/segments failed its blocking checks (row_count_drop)" in str(
+        failure.step_failure_data.error
+    )
     # The members of the vanished segments are still there: the bad parent fed nothing downstream.
     assert warehouse.query("select count(*) from audience.segment_people") == [(members,)]
-    # What the run read ahead for segment_people was dropped with the locks it held: the next run of
+    # What the run read for segment_people was dropped, and the locks went with the run: the next run of
     # this process and instance does not wait for them (it would wait forever).
     assert run(instance, "audience/segments").success
 

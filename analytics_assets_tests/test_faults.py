@@ -293,7 +293,7 @@ def test_pacing_keeps_a_long_sync_under_the_rate_limit(
     # Without pacing, the same API answers 429 within the first seconds.
     monkeypatch.setenv("SOURCES__FEEDBACK__REQUESTS_PER_MINUTE", "0")
     configured.clear_requests()
-    full_scan = {"ops": {"feedback": {"config": {"full_scan": True}}}}
+    full_scan = {"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}}
     materialize("feedback/responses", raise_on_error=False, run_config=full_scan)
     assert 429 in [r["status"] for r in configured.requests(api="feedback")]
 
@@ -309,7 +309,7 @@ def _files_containing(root: Path, secret: bytes) -> list[Path]:
 def test_a_refused_key_stops_its_apis_reads_at_once(
     configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Every audience asset read side by side (and segment_people read ahead, asking for /segments again):
+    # Every audience asset read side by side (segment_people too, asking for /segments again):
     # each path asked once, then nothing more.
     monkeypatch.setenv("SOURCES__AUDIENCE__API_KEY", "sk-wrong-audience-key")
     failed = materialize(*(f"audience/{r}" for r in AUDIENCE_RESOURCES), raise_on_error=False)

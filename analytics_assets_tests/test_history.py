@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # whole Dagster runs against the sandbox
 # refresh (switching out of history). The rest is the same SQL on any warehouse: DuckDB only.
 
 PEOPLE_HISTORY = "audience.peoples,audience.segment_people,feedback.responses"
-FULL_SCAN = {"ops": {"feedback": {"config": {"full_scan": True}}}}
+FULL_SCAN = {"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}}
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_switching_a_table_into_and_out_of_history(
     assert "refresh: true" in str(failure.step_failure_data.error) and HISTORY_SETTING in str(
         failure.step_failure_data.error
     )
-    refresh = {"ops": {"audience": {"config": {"refresh": True}}}}
+    refresh = {"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}}
     assert materialize("audience/peoples", run_config=refresh).success
     columns = {
         r[0]

@@ -259,15 +259,15 @@ def test_a_failed_blocking_check_on_segments_still_keeps_its_members_from_loadin
     configured.clear_requests()
 
     # A refresh, as a sync refuses to delete most of a table: segments reloads, its check fails.
-    refresh = json.dumps({"ops": {"audience": {"config": {"refresh": True}}}})
+    refresh = json.dumps({"ops": {"analytics_load": {"config": {"refresh": True, "apis": ["audience"]}}}})
     done = cli.materialize("audience/segments,audience/segment_people", "--config-json", refresh)
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert (
         "Not loading segment_people: audience/segments failed its blocking checks (row_count_drop)" in output
     )
-    # Its members were read ahead (`read_ahead.py`) while the parent loaded; nothing of that read loaded.
-    assert "Dropped what was read ahead for segment_people: nothing of it loads." in output
+    # Its members were read side by side with the parent; nothing of that read loaded.
+    assert "Dropped what was read for audience/segment_people: nothing of it loads." in output
     assert warehouse.query("select count(*) from audience.segment_people") == members
 
 
@@ -276,13 +276,14 @@ DELAY = 10
 """Seconds the people's first page is held back: room for a loaded machine to start the other reads."""
 
 
-def test_a_run_killed_while_it_reads_ahead_holds_nothing_back_and_the_next_reads_side_by_side(
+def test_a_run_killed_while_it_reads_holds_nothing_back_and_the_next_reads_side_by_side(
     configured: Sandbox, warehouse: Warehouse, cli: Cli, tmp_path: Path
 ) -> None:
-    """Reads ahead (`read_ahead.py`): the first load step starts the reads of the run's later loads, and
-    each later step writes its own in its turn. SIGKILL of the whole run while the first load step pages
-    and the others' reads ahead hold their locks: the next run of the same instance loads at once, and
-    exactly, its feedback and member requests side by side with the people's pages."""
+    """The load op reads every endpoint of both APIs side by side and writes each as soon as it is read.
+    SIGKILL of the whole run while the people's first page is on its way and the feedback endpoints were
+    read (their load packages wait on disk, some of them written, both API locks held): the next run of
+    the same instance loads at once, and exactly, its feedback and member requests side by side with the
+    people's pages."""
     change_everything(configured)
     path, query = PEOPLE_FIRST_PAGE
     configured.inject_fault(path, "latency", delay=60, query=query)
@@ -297,13 +298,12 @@ def test_a_run_killed_while_it_reads_ahead_holds_nothing_back_and_the_next_reads
             start_new_session=True,
         )
     try:
-        # Killed once the feedback reads ahead were answered: their load packages wait on disk, unloaded.
+        # Killed once the feedback reads were answered: their load packages wait on disk.
         for _ in range(600):
             if process.poll() is not None or len(configured.requests(api="feedback")) >= 6:
                 break
             time_sleep(0.1)
         assert process.poll() is None, log.read_text()[-3000:]
-        assert "ahead for step feedback" in log.read_text()
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -316,8 +316,6 @@ def test_a_run_killed_while_it_reads_ahead_holds_nothing_back_and_the_next_reads
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "Waiting for the" not in output  # the dead run's locks went with it
-    assert "feedback/responses, feedback/webhooks ahead for step feedback." in output
-    assert "segment_people: read ahead since the run's first load step." in output
     # Every feedback request and every member list was asked for while the people's first page was
     # still on its way (the sandbox answers it DELAY seconds after it arrived).
     first_page = next(e for e in configured.requests(path=path) if e["query"].get("offset") == "0")

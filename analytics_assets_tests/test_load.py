@@ -200,9 +200,13 @@ def sandbox_298(warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch):
 
 def test_a_run_without_a_key_names_the_variable(configured: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCES__FEEDBACK__API_KEY")
-    result = materialize("feedback/webhooks", raise_on_error=False)
+    # One op loads both APIs: an API without its settings fails only its own endpoints.
+    result = materialize("feedback/webhooks", "audience/accounts", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.step_failure_data.error)
     assert "SOURCES__FEEDBACK__API_KEY" in message
+    assert "feedback API: feedback/webhooks failed; the other 1 endpoint(s)" in message
     assert configured.requests(api="feedback") == []
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"audience/accounts"}

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -115,13 +116,7 @@ api, warehouse = open(sys.argv[1], "a+"), open(sys.argv[2], "a+")
 fcntl.flock(api, fcntl.LOCK_EX)  # a feedback check step: its API's lock first ...
 api.seek(0); api.truncate(); api.write("feedback-checks-run"); api.flush()
 print("holding", flush=True)
-while True:  # the sync's first step takes the warehouse: from then on this step waits for it
-    try:
-        fcntl.flock(warehouse, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        break
-    fcntl.flock(warehouse, fcntl.LOCK_UN)
-    time.sleep(0.02)
+sys.stdin.readline()  # the sync holds the audience API's lock and waits for the feedback one
 fcntl.flock(warehouse, fcntl.LOCK_EX)  # ... then the warehouse's, waiting for it as long as it takes
 print("checked", flush=True)
 """
@@ -132,10 +127,11 @@ def test_a_sync_never_holds_the_warehouse_while_it_waits_for_an_api(
     configured: Sandbox, warehouse: Warehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pair a schedule and a sensor start together: a sync of every asset whose `/segments` fails (so
-    the members read ahead for it are never written) and a feedback run whose check step holds the
-    feedback API's lock while it waits for the warehouse (here a process doing exactly what that step
-    does, to meet the sync at the one moment that matters). The sync must let go of the warehouse before
-    it waits for the feedback API: before, both waited for good."""
+    the members read for it are never written) and a feedback run whose check step holds the feedback
+    API's lock while it waits for the warehouse (here a process doing exactly what that step does, to
+    meet the sync at the one moment that matters: while the sync holds the audience API's lock and waits
+    for the feedback one). The sync takes the warehouse only after every API lock (`locks.py`): the
+    check step gets it, lets go of both, and the sync goes on."""
     monkeypatch.setenv("SOURCES__AUDIENCE__RETRY_BACKOFF_FACTOR", "0.05")
     configured.inject_fault(SEGMENTS, "status", status=500, times=1000)
     assert warehouse.path is not None
@@ -146,6 +142,7 @@ def test_a_sync_never_holds_the_warehouse_while_it_waits_for_an_api(
         locks.mkdir(parents=True, exist_ok=True)
         checks = subprocess.Popen(
             [sys.executable, "-c", CHECK_STEP, str(locks / "feedback.lock"), f"{warehouse.path}.lock"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -154,13 +151,23 @@ def test_a_sync_never_holds_the_warehouse_while_it_waits_for_an_api(
         assert checks.stdout is not None and checks.stdout.readline().strip() == "holding"
         sync = start_materialize("*", home, tmp_path / "sync.log")
         stack.callback(kill_if_running, sync)
-        # The check step gets the warehouse once the sync's audience step is done, and lets go of both.
+        for _ in range(1800):
+            if "Waiting for the feedback API" in (tmp_path / "sync.log").read_text():
+                break
+            assert sync.poll() is None, (tmp_path / "sync.log").read_text()[-3000:]
+            time.sleep(0.1)
+        else:
+            pytest.fail("the sync never waited for the feedback API's lock")
+        assert checks.stdin is not None
+        checks.stdin.write("go\n")
+        checks.stdin.flush()
+        # The check step gets the warehouse at once (the sync holds none yet), and lets go of both.
         assert checks.wait(timeout=180) == 0, "the check step never got the warehouse"
         assert checks.stdout.read().strip() == "checked"
         assert sync.wait(timeout=300) != 0, "the sync fails: /segments answered 500"
     output = (tmp_path / "sync.log").read_text()
-    assert "audience/segments failed" in output
-    assert "Not reading feedback ahead: another run holds the feedback API's lock." in output
+    assert "audience API: audience/segments, audience/segment_people failed" in output
+    assert "- audience/segment_people: audience API answered 500 on GET /audience/v1/segments" in output
     assert "Gave up waiting" not in output
     for table in ("feedback.responses", "feedback.surveys", "audience.peoples", "audience.fields"):
         assert_warehouse_equals_api_table(warehouse, configured, table)

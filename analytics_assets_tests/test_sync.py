@@ -133,7 +133,7 @@ def test_a_failed_endpoint_advances_no_cursor(
     # and so does the second page of every response list (a full scan reads them all).
     configured.inject_fault(PEOPLE, "status", status=404, query={"offset": "198"})
     configured.inject_fault(RESPONSES, "status", status=404, query={"skip": "99"})
-    full_scan = {"ops": {"feedback": {"config": {"full_scan": True}}}}
+    full_scan = {"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}}
     failed = materialize(*cursors, raise_on_error=False, run_config=full_scan)
     assert not failed.success
     assert not new_responses & {r[0] for r in warehouse.query("select id from feedback.responses")}
@@ -164,7 +164,8 @@ def test_an_old_response_updated_waits_for_the_reconciliation(
     assert finished[old] is False and doomed in finished  # a nightly sync reads only its window
 
     reconciled = materialize(
-        "feedback/responses", run_config={"ops": {"feedback": {"config": {"full_scan": True}}}}
+        "feedback/responses",
+        run_config={"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["feedback"]}}}},
     )
     assert reconciled.success
     finished = dict(warehouse.query("select id, finished from feedback.responses"))

@@ -483,7 +483,7 @@ def table(figures: dict[str, Any]) -> str:
     """The figures as a Markdown table (the README's performance section shows it as is)."""
     lim, base, peo, every = figures["limit"], figures["baseline"], figures["peoples"], figures["all_assets"]
     http = figures["http_stack"]
-    load_step = peo["steps_seconds"].get("audience", 0.0)
+    load_step = peo["steps_seconds"].get("analytics_load", 0.0)
     checks = sum(peo["steps_seconds"].values()) - load_step
     first, nightly = figures["syncs"]["first"], figures["syncs"]["nightly"]
     lat, mem, start = figures["latency"], figures["memory"], figures["startup"]

@@ -22,7 +22,7 @@ from dagster import AssetKey
 
 from analytics_sandbox import Sandbox, SandboxConfig
 
-FULL_SCAN = {"ops": {"audience": {"config": {"full_scan": True}}}}
+FULL_SCAN = {"ops": {"analytics_load": {"config": {"full_scan": True, "apis": ["audience"]}}}}
 
 
 def _run(*keys: str, run_config: dict[str, Any] | None = None) -> float:

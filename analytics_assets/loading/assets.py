@@ -1,26 +1,33 @@
-"""The Dagster assets: each endpoint is an asset, loaded by `@dlt_assets` ops (one per API, plus one
-per child resource), each endpoint on its own (`endpoints_load.py`), kept equal to the API by merges,
-cursors and sweeps (see `sweep.py`)."""
+"""The Dagster assets: each endpoint is an asset, all of them loaded by one op (`analytics_load`, a
+`@multi_asset` that can be subset) that reads every selected endpoint of both APIs side by side and writes
+each as soon as it is read (`endpoints_load.py`), kept equal to the API by merges, cursors and sweeps (see
+`sweep.py`). A child (`segment_people`) is written only after its parent was written and passed its
+blocking checks, which the op evaluates itself (`Gate`)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 from dagster import (
+    AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     Config,
-    DagsterEventType,
     DagsterLogManager,
     Failure,
     MaterializeResult,
     MetadataValue,
     TableSchema,
+    multi_asset,
 )
-from dagster_dlt import DagsterDltResource, dlt_assets
+from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
@@ -28,13 +35,18 @@ from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.loading.columns import COLUMN_SCHEMA, with_descriptions
-from analytics_assets.loading.endpoints_load import EndpointLoad, EndpointReads
+from analytics_assets.loading.endpoints_load import (
+    WAREHOUSE_TURN,
+    EndpointLoad,
+    EndpointReads,
+    HeldBackError,
+    write_in_turn,
+)
 from analytics_assets.loading.errors import error_response, explain, server_message
-from analytics_assets.loading.read_ahead import ReadAhead
-from analytics_assets.loading.tags import CHILD_PATH, UNAVAILABLE
+from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.loading.translator import ApiTranslator
 from analytics_assets.loading.warehouse import WarehouseResource
-from analytics_assets.reading.apis import APIS, Api
+from analytics_assets.reading.apis import Api
 from analytics_assets.reading.catalog import Endpoint
 from analytics_assets.reading.history import (
     apply_history,
@@ -55,6 +67,9 @@ from analytics_assets.reading.sweep import (
 )
 from analytics_assets.reading.transport import KeyRefusal, RequestStats
 
+LOAD_OP = "analytics_load"
+"""The one op that loads every asset (the step key in a run, the `ops:` key of its run config)."""
+
 
 class SyncConfig(Config):
     """How a run syncs. The nightly schedule uses the defaults; set these in the Launchpad to repair."""
@@ -70,6 +85,19 @@ class SyncConfig(Config):
         default=False,
         description="Drop the selected tables and their cursors first, then load them from scratch.",
     )
+    apis: list[str] = Field(
+        default=[],
+        description=(
+            "The APIs full_scan and refresh apply to (audience, feedback); empty: every API the run loads."
+            " The endpoints of the other APIs sync nightly."
+        ),
+    )
+
+    def of(self, api: str) -> tuple[bool, bool]:
+        """(full_scan, refresh) for the endpoints of `api`."""
+        if self.apis and api not in self.apis:
+            return False, False
+        return self.full_scan or self.refresh, self.refresh
 
 
 def configured_source(api: Api, synced_at: datetime | None = None, **options: Any) -> DltSource:
@@ -95,6 +123,24 @@ def configured_source(api: Api, synced_at: datetime | None = None, **options: An
     return apply_history(source, api.name, keys, synced_at)
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The blocking checks of a parent asset, evaluated in the load op right after the parent is written
+    and before its children are: one failing at ERROR keeps them out of the run.
+
+    Built by `watching.checks` and passed in by `definitions.py` (`build_load_assets(blocking_checks=...)`):
+    the checks are watching's, and loading never imports watching (the arrows point down).
+
+    Attributes:
+        specs: The checks' specs, made `check_specs` of the load op (blocking).
+        evaluate: Evaluates the selected checks over the written parent's pipeline (its dataset); the op
+            holds the API's and the warehouse's locks, and opens the warehouse one thread at a time.
+    """
+
+    specs: Sequence[AssetCheckSpec]
+    evaluate: Callable[[AssetExecutionContext, WarehouseResource, dlt.Pipeline], Iterable[AssetCheckResult]]
+
+
 def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
     with pipeline.sql_client() as client:
         try:
@@ -105,38 +151,9 @@ def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
     return int(rows[0][0])
 
 
-def _load_groups(api: Api) -> dict[str, tuple[str, ...]]:
-    """The resources of an API by the op (and dlt pipeline) that loads them.
-
-    Top-level resources load together in one op named for the API. A child resource gets an op of its
-    own, downstream of its parent's, so that a blocking check on the parent keeps a bad parent from
-    feeding it (within one op, Dagster cannot stop half of the outputs).
-    """
-    groups: dict[str, tuple[str, ...]] = {api.name: ()}
-    for endpoint in api.catalog.values():
-        name = f"{api.name}_{endpoint.resource}" if endpoint.parent else api.name
-        groups[name] = (*groups.get(name, ()), endpoint.resource)
-    return groups
-
-
-def _select(source: DltSource, load: str, resources: tuple[str, ...]) -> DltSource:
-    # Each op's pipeline has its own name, and so its own dlt schema and state, in the API's dataset.
-    selected = source.with_resources(*resources)
-    return selected if load == source.name else selected.clone(with_name=load)
-
-
-def build_api_assets(api: Api) -> list[AssetsDefinition]:
-    """The assets of one API: `<api>/<resource>` for every resource of its source."""
-    catalog = api.catalog
-    translator = ApiTranslator(api=api.name, endpoints=catalog)
-    return [
-        _build_load_assets(api, load, resources, catalog, translator)
-        for load, resources in _load_groups(api).items()
-    ]
-
-
 class _Load:
-    """One run of one op: each endpoint loaded on its own (`endpoints_load.py`), then swept and reported."""
+    """One API's part of one run of the load op (a child's apart): each endpoint loaded on its own
+    (`endpoints_load.py`), then swept and reported."""
 
     def __init__(
         self,
@@ -148,14 +165,12 @@ class _Load:
         refusal: KeyRefusal | None = None,
     ) -> None:
         self.log = log
-        """The log of the step it works for (a read ahead starts in an earlier step: see `read_ahead.py`)."""
         self.api = api
         self.file_format = warehouse.loader_file_format()
         self.max_row_drop = warehouse.max_row_drop_share()
         self.catalog = catalog
-        self.full_scan = config.full_scan or config.refresh
-        self.refresh = config.refresh
-        # One refusal per API per run: a refused key ends the reads of every step of that API.
+        self.full_scan, self.refresh = config.of(api.name)
+        # One refusal per API per run: a refused key ends the reads of every endpoint of that API.
         self.stats = RequestStats(api.name, refusal=refusal or KeyRefusal())
         self.served = ServedKeys()
         self.synced_at = datetime.now(UTC)
@@ -341,12 +356,14 @@ def _start_reads(
     run: _Load,
     resources: list[str],
     warehouse: WarehouseResource,
-    ahead: bool = False,
+    first: bool,
+    after: Mapping[str, EndpointLoad] | None = None,
 ) -> EndpointReads:
     """Start reading the endpoints `resources` of the load `run`, each into a pipeline of its own.
 
-    Only the holder of the API's lock touches its dlt pipelines: creating one writes into its local
-    folder, which the holder's run may be dropping and restoring (seen: "Directory not empty").
+    Args:
+        first: The op's first reads: the first pipeline is restored before any thread starts.
+        after: The endpoint each child is written after (its parent's, read in the same op).
     """
     name = run.api.name
     pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
@@ -354,167 +371,131 @@ def _start_reads(
     # Paged lists first: their pipelines are restored first (one at a time), so the longest chains of
     # requests start first (seen: `/people/all` started 1.1 s into a run, behind four one-page endpoints).
     paged_first = sorted(resources, key=lambda r: run.catalog[r].limit_param is None)
-    loads = [EndpointLoad(r, pipelines[r], run.catalog[r].path) for r in paged_first]
-    return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=not ahead)
+    loads = [
+        EndpointLoad(r, pipelines[r], run.catalog[r].path, after=(after or {}).get(r)) for r in paged_first
+    ]
+    return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=first)
 
 
-def _planned_assets(context: AssetExecutionContext) -> set[AssetKey]:
-    """The assets this run materializes, in any of its steps.
-
-    Read from the run's `ASSET_MATERIALIZATION_PLANNED` events, which Dagster logs for every asset of
-    the run's plan when it creates the run. The run's `asset_selection` says only what a subset chose:
-    a whole job's run carries none (None, or an empty set when run in process).
-    """
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-    ).records
-    return {key for record in records if (key := record.asset_key) is not None}
-
-
-def _read_later_steps(
-    context: AssetExecutionContext, warehouse: WarehouseResource, current: str, current_run: _Load
-) -> list[ReadAhead]:
-    """Start the reads of the run's other load steps now, for them to write in their turn (`read_ahead.py`).
-
-    Only where the run executes its steps in this process (steps in processes of their own could not
-    take them), never for a refresh (it drops its tables first: it reads in its own turn), and only for
-    an API whose lock no other run holds. A read ahead is a head start, never a failure of this step.
-    """
-    started: list[ReadAhead] = []
-    try:
-        if "in_process" not in context.job_def.executor_def.name:
-            return []
-        steps = context.run.step_keys_to_execute
-        in_run = _planned_assets(context)
-        # A step's config is the run's, else the job's default (a scheduled `weekly_reconciliation` run
-        # carries no config of its own: its full scan is the job's default).
-        given, default = context.run.run_config.get("ops"), (context.job_def.run_config or {}).get("ops")
-        ops_config: Mapping[str, Any] = {
-            **(default if isinstance(default, Mapping) else {}),
-            **(given if isinstance(given, Mapping) else {}),
-        }
-    except Exception as error:  # the run's plan read another way by a later Dagster: no head start
-        context.log.warning(
-            f"Not reading ahead ({type(error).__name__}: {error}); each step reads in its turn."
+def _specs(api: Api) -> list[AssetSpec]:
+    """The assets of one API, `<api>/<resource>` for every resource of its source, as `@dlt_assets` makes
+    them (dagster-dlt's translator protocol)."""
+    translator = ApiTranslator(api=api.name, endpoints=api.catalog)
+    return list(
+        build_dlt_asset_specs(
+            dlt_source=api.spec_source(),
+            dlt_pipeline=dlt.pipeline(pipeline_name=api.name, dataset_name=api.name),
+            dagster_dlt_translator=translator,
         )
-        return []
-    refusals = {current_run.api.name: current_run.stats.refusal or KeyRefusal()}
-    for api in APIS:
-        for step, resources in _load_groups(api).items():
-            selected = [r for r in resources if AssetKey([api.name, r]) in in_run]
-            if step == current or not selected or (steps is not None and step not in steps):
-                continue
-            config = SyncConfig(**ops_config.get(step, {}).get("config", {}))
-            if config.refresh:
-                continue
-            # Only tried: this step holds its own API's lock, and waits for no other (`locks.py`).
-            api_hold = warehouse.hold_api_lock(api.name, context, wait=False)
-            if api_hold is None:
-                context.log.info(f"Not reading {step} ahead: another run holds the {api.name} API's lock.")
-                continue
-            releases = [api_hold]
-            try:
-                refusal = refusals.setdefault(api.name, KeyRefusal())
-                run = _Load(context.log, api, api.catalog, config, warehouse, refusal)
-                reads = _start_reads(context, run, selected, warehouse, ahead=True)
-            except Exception as error:
-                for release in releases:
-                    release()
-                context.log.warning(
-                    f"Not reading {step} ahead ({type(error).__name__}: {error}); it reads in its turn."
-                )
-                continue
-            started.append(ReadAhead(step, run, reads, releases))
-            warehouse.reads_ahead.put(started[-1])
-            context.log.info(
-                f"Reading {', '.join(f'{api.name}/{r}' for r in selected)} ahead for step {step}."
-            )
-    return started
-
-
-def _blocking_failures(context: AssetExecutionContext, parent: AssetKey) -> list[str]:
-    """The blocking checks of `parent` that failed at ERROR in this run.
-
-    The code location's executor starts a step once the outputs it needs exist, even when the step
-    that made them failed (so one failed endpoint holds back none of the others); a failed blocking check
-    then no longer stops its children on its own, so a child op asks before it loads.
-    """
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
-    ).records
-    return sorted(
-        evaluation.check_name
-        for record in records
-        if (evaluation := record.event_log_entry.asset_check_evaluation) is not None
-        and evaluation.asset_key == parent
-        and evaluation.blocking
-        and not evaluation.passed
-        and evaluation.severity == AssetCheckSeverity.ERROR
     )
 
 
-def _build_load_assets(
-    api: Api,
-    load: str,
-    resources: tuple[str, ...],
-    catalog: Mapping[str, Endpoint],
-    translator: ApiTranslator,
+def _failure_message(failed: Mapping[str, list[str]], loaded: int, lines: list[str]) -> str:
+    # The first line names the failed assets, per API: alerts quote it.
+    apis = "; ".join(f"{api} API: {', '.join(assets)} failed" for api, assets in failed.items() if assets)
+    return (
+        f"{apis}; the other {loaded} endpoint(s) of this op loaded and committed. A failed endpoint keeps"
+        f" its table and cursor as they were.\n- " + "\n- ".join(lines)
+    )
+
+
+def build_load_assets(
+    apis: Sequence[Api], blocking_checks: Mapping[AssetKey, Gate] | None = None
 ) -> AssetsDefinition:
-    @dlt_assets(
-        dlt_source=_select(api.spec_source(), load, resources),
-        dlt_pipeline=dlt.pipeline(pipeline_name=load, dataset_name=api.name),
-        name=load,
-        dagster_dlt_translator=translator,
-        op_tags=CHILD_PATH if load != api.name else None,  # a child's load: next after its parent's checks
+    """The one load op of every asset of `apis` (`LOAD_OP`), which runs the blocking checks of the parents
+    itself (`blocking_checks`, by parent asset)."""
+    gates = dict(blocking_checks or {})
+    specs = [spec for api in apis for spec in _specs(api)]
+
+    @multi_asset(
+        name=LOAD_OP,
+        specs=specs,
+        check_specs=[spec for gate in gates.values() for spec in gate.specs],
+        can_subset=True,
+        description=(
+            "Every selected endpoint of both APIs, read side by side and written each as soon as it is read;"
+            " a child only after its parent was written and passed its blocking checks."
+        ),
     )
     def _assets(
         context: AssetExecutionContext,
         dlt: DagsterDltResource,
         warehouse: WarehouseResource,
         config: SyncConfig,
-    ) -> Iterator[MaterializeResult]:
-        selected = [r for r in resources if AssetKey([api.name, r]) in context.selected_asset_keys]
-        ahead = warehouse.reads_ahead.take(load)
-        for parent in {p for r in selected if (p := catalog[r].parent)}:
-            if failed := _blocking_failures(context, AssetKey([api.name, parent])):
-                if ahead is not None:
-                    ahead.discard()
-                    context.log.info(
-                        f"Dropped what was read ahead for {', '.join(selected)}: nothing of it loads."
-                    )
-                raise Failure(
-                    description=(
-                        f"Not loading {', '.join(selected)}: {api.name}/{parent} failed its blocking checks"
-                        f" ({', '.join(failed)}) in this run, and its rows would feed them."
-                    )
-                )
-        # Runs of one API take turns; then the warehouse's writer (the lock order of `locks.py`).
-        with warehouse.api_lock(api.name, context), warehouse.lock(context):
-            if ahead is not None:
-                ahead.release()  # the step holds the locks itself now
-                run, reads = ahead.load, ahead.reads
-                run.log = context.log
-                context.log.info(f"{', '.join(selected)}: read ahead since the run's first load step.")
-            else:
-                run = _Load(context.log, api, catalog, config, warehouse)
-                reads = _start_reads(context, run, selected, warehouse)
-            later = (
-                _read_later_steps(context, warehouse, load, run)
-                if warehouse.reads_ahead.first_load_step()
-                else []
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
+        unknown = sorted(set(config.apis) - {api.name for api in apis})
+        if unknown:
+            raise Failure(
+                description=f"Run config `apis` names no API of this code location: {', '.join(unknown)}."
             )
-            loads = reads.write_each(run.write)
-            for started in later:  # what follows opens the warehouse outside `WAREHOUSE_TURN`
-                started.reads.wait_restored()
-            for note in (note for endpoint in loads for note in endpoint.notes):
-                context.log.info(note)
-            failures = []
-            for endpoint in loads:
-                if endpoint.error is not None:
-                    failures.append(run.failure(endpoint))
+        selected = {
+            api.name: [r for r in api.catalog if AssetKey([api.name, r]) in context.selected_asset_keys]
+            for api in apis
+        }
+        loading = [api for api in apis if selected[api.name]]
+        failed: dict[str, list[str]] = {api.name: [] for api in loading}
+        lines: list[str] = []
+        loaded = 0
+        runs: list[_Load] = []
+        with ExitStack() as stack:
+            # The lock order of `locks.py`: the API locks in the order of `APIS` (audience, then feedback),
+            # each waited for within the bound, then the warehouse's.
+            for api in loading:
+                stack.enter_context(warehouse.api_lock(api.name, context))
+            stack.enter_context(warehouse.lock(context))
+            groups: list[tuple[EndpointReads, _Load]] = []
+            for api in loading:
+                names = selected[api.name]
+                try:
+                    run = _Load(context.log, api, api.catalog, config, warehouse)
+                    # A child's read reads its parent's list again (dlt's transformer): its served keys are
+                    # its own, or the parent's would count every key twice and the child's sweep would
+                    # prove nothing. One key refusal per API still.
+                    children = [r for r in names if api.catalog[r].parent]
+                    child_run = (
+                        _Load(context.log, api, api.catalog, config, warehouse, run.stats.refusal)
+                        if children
+                        else None
+                    )
+                except Failure as error:  # the API is not configured: only its own endpoints fail
+                    failed[api.name].extend(f"{api.name}/{r}" for r in names)
+                    lines.append(f"{api.name} API: {error.description}")
                     continue
-                swept = None if endpoint.unavailable else run.sweep(endpoint)
-                metadata = run.metadata(endpoint, swept)
+                top = [r for r in names if r not in children]
+                if top:
+                    groups.append((_start_reads(context, run, top, warehouse, first=not groups), run))
+                    runs.append(run)
+                if child_run is not None:
+                    parents = {load.resource: load for load in groups[-1][0].loads} if top else {}
+                    after = {r: p for r in children if (p := parents.get(api.catalog[r].parent or ""))}
+                    reads = _start_reads(
+                        context, child_run, children, warehouse, first=not groups, after=after
+                    )
+                    groups.append((reads, child_run))
+                    runs.append(child_run)
+            owner = {id(load): run for reads, run in groups for load in reads.loads}
+            for endpoint in write_in_turn([(reads, run.write) for reads, run in groups]):
+                run = owner[id(endpoint)]
+                key = AssetKey([run.api.name, endpoint.resource])
+                for note in endpoint.notes:
+                    context.log.info(note)
+                if endpoint.error is not None:
+                    failed[run.api.name].append(key.to_user_string())
+                    if isinstance(endpoint.error, HeldBackError):
+                        context.log.info(
+                            f"Dropped what was read for {key.to_user_string()}: nothing of it loads."
+                        )
+                        lines.append(
+                            f"{key.to_user_string()}: Not loading {endpoint.resource}: {endpoint.error}"
+                        )
+                    else:
+                        lines.append(run.failure(endpoint))
+                    continue
+                # The sweep and the row count open the warehouse while other endpoints' threads may still
+                # restore their pipelines: one thread at a time.
+                with WAREHOUSE_TURN:
+                    swept = None if endpoint.unavailable else run.sweep(endpoint)
+                    metadata = run.metadata(endpoint, swept)
                 if endpoint.info is not None:
                     resource = run.source(endpoint).resources[endpoint.resource]
                     metadata = {
@@ -528,25 +509,39 @@ def _build_load_assets(
                     }
                 else:
                     context.log.warning(endpoint.unavailable)
-                yield MaterializeResult(asset_key=AssetKey([api.name, endpoint.resource]), metadata=metadata)
-        if failures:
-            failed = [f"{api.name}/{e.resource}" for e in loads if e.error is not None]
+                loaded += 1
+                yield MaterializeResult(asset_key=key, metadata=metadata)
+                gate = gates.get(key)
+                if gate is None:
+                    continue
+                # Its blocking checks, now: its children are written after them, or not at all.
+                with WAREHOUSE_TURN:
+                    results = list(gate.evaluate(context, warehouse, endpoint.pipeline))
+                yield from results
+                blocked = sorted(
+                    str(r.check_name)
+                    for r in results
+                    if not r.passed and r.severity == AssetCheckSeverity.ERROR
+                )
+                if blocked:
+                    endpoint.holds_back = (
+                        f"{key.to_user_string()} failed its blocking checks ({', '.join(blocked)}) in this"
+                        " run, and its rows would feed them."
+                    )
+                    for child in runs:
+                        if child.api is run.api and child is not run:
+                            child.stats.stop()  # a child's long list ends at its next request
+        if any(failed.values()):
             raise Failure(
-                # The first line names the failed assets: alerts quote it.
-                description=(
-                    f"{api.name} API: {', '.join(failed)} failed; the other {len(loads) - len(failed)}"
-                    f" endpoint(s) of this op loaded and committed. A failed endpoint keeps its table and"
-                    f" cursor as they were.\n- " + "\n- ".join(failures)
-                ),
+                description=_failure_message(failed, loaded, lines),
                 metadata={
-                    "api": api.name,
-                    "failed_assets": failed,
-                    "requests": sum(run.stats.requests.values()),
-                    "retries": sum(run.stats.retries.values()),
+                    "failed_assets": [a for assets in failed.values() for a in assets],
+                    "requests": sum(sum(run.stats.requests.values()) for run in runs),
+                    "retries": sum(sum(run.stats.retries.values()) for run in runs),
                 },
             )
 
     return _assets
 
 
-__all__ = ["SyncConfig", "build_api_assets", "configured_source"]
+__all__ = ["LOAD_OP", "Gate", "SyncConfig", "build_load_assets", "configured_source"]

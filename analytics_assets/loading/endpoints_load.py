@@ -2,10 +2,12 @@
 
 Every endpoint has a dlt pipeline of its own (`<api>_<resource>`), so its cursor, schema and load
 package are its own: a failed endpoint commits nothing, and its table and cursor stay as they were.
-All endpoints of an op are read side by side (`EndpointReads`: a thread each, sharing the source's
-session, retry rule and pacing); each endpoint read whole is normalized and loaded as soon as it is, one
-at a time, as the embedded warehouse takes one writer at a time. The reads of a later step can start in
-an earlier one (`read_ahead.py`): reading only extracts into the pipeline's local load package.
+All endpoints of the load op are read side by side (`EndpointReads`, one per `assets._Load`: a thread
+each, sharing the source's session, retry rule and pacing); each endpoint read whole is normalized and
+loaded as soon as it is, one at a time, as the embedded warehouse takes one writer at a time
+(`write_in_turn`). A child (`segment_people`) is read from the start too, but written only after its
+parent was written and let through by its blocking checks: reading only extracts into the pipeline's
+local load package, which is dropped when the parent holds it back.
 
 Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns.
 """
@@ -13,8 +15,9 @@ Plain dlt, no Dagster import: the op in `assets.py` reports on what this returns
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -40,6 +43,15 @@ class EndpointLoad:
     """What the sweep after the write deletes (`sweep.plan_sweep`), made before the write."""
     notes: list[str] = field(default_factory=list)
     """What its read has to tell the step's log (e.g. the path it was read at instead of the seed's)."""
+    after: EndpointLoad | None = None
+    """The endpoint read in the same op that this one is written after (a child's parent): see
+    `write_in_turn`."""
+    holds_back: str | None = None
+    """Set by the op on a written parent whose blocking checks failed: why its children are not written."""
+
+
+class HeldBackError(Exception):
+    """A child not written: its parent failed, or its blocking checks held its children back."""
 
 
 WAREHOUSE_TURN = threading.Lock()
@@ -70,18 +82,16 @@ class EndpointReads:
 
     Each endpoint's pipeline is restored from the warehouse before it is read, in its reading thread,
     one thread at a time (`WAREHOUSE_TURN`), side by side with the reads already going; the first in the
-    calling thread when `restore_first_here` (see below). `wait_restored` tells when none of them will
-    open the warehouse again: reading never does.
+    calling thread when `restore_first_here` (see below). Reading never opens the warehouse.
 
     Args:
         loads: The endpoints of the op.
         read: Extracts one endpoint into a load package of its pipeline; raises when it cannot be read,
             or sets `unavailable`.
-        hold: Holds the warehouse's lock around each restore: the step holds it already (and this joins
-            its hold); a read started ahead for a later step holds it only while it restores, never from
-            one step to the next (the lock order in `locks.py`).
+        hold: Holds the warehouse's lock around each restore: the op holds it already (and this joins
+            its hold, `locks.RunHolds`).
         restore_first_here: Restore the first pipeline before any thread starts (the first reads of a
-            process); reads started ahead, later, need not wait for it.
+            process); the op's later groups of reads need not wait for it.
     """
 
     def __init__(
@@ -129,8 +139,7 @@ class EndpointReads:
         pool.shutdown(wait=False)  # the threads end with their reads
 
     def wait_restored(self) -> None:
-        """Return once every pipeline was restored (or failed to be): from then on, only writes open the
-        warehouse."""
+        """Return once every pipeline was restored (or failed to be)."""
         for restored in self._restored:
             restored.wait()
 
@@ -141,31 +150,78 @@ class EndpointReads:
             write: Normalizes and loads one extracted endpoint.
         """
         for done in as_completed(self._reads):
-            load = done.result()
-            if load.error is None and load.unavailable is None:
-                load.pipeline.activate()
-                try:
-                    with WAREHOUSE_TURN:
-                        load.info = write(load)
-                    continue
-                except Exception as error:
-                    load.error = error
-            self._abort(load)  # a half-read list is never loaded later
+            _write_one(done.result(), write)
         return self.loads
 
-    @staticmethod
-    def _abort(load: EndpointLoad) -> None:
-        # Aborting a package that was normalized already loads its abort (it opens the warehouse): one
-        # thread at a time, and never at the cost of the endpoints still to write.
+
+def _write_one(load: EndpointLoad, write: Callable[[EndpointLoad], LoadInfo]) -> None:
+    if load.error is None and load.unavailable is None:
+        load.pipeline.activate()
         try:
             with WAREHOUSE_TURN:
-                load.pipeline.abort_packages()
+                load.info = write(load)
+            return
         except Exception as error:
-            load.error = load.error or error
+            load.error = error
+    _abort(load)  # a half-read list is never loaded later
 
-    def discard(self) -> None:
-        """Wait for the reads to end and drop what they extracted: nothing of it is ever loaded."""
-        for done in as_completed(self._reads):
-            load = done.result()
-            load.pipeline.activate()
-            self._abort(load)
+
+def _abort(load: EndpointLoad) -> None:
+    # Aborting a package that was normalized already loads its abort (it opens the warehouse): one
+    # thread at a time, and never at the cost of the endpoints still to write.
+    load.pipeline.activate()
+    try:
+        with WAREHOUSE_TURN:
+            load.pipeline.abort_packages()
+    except Exception as error:
+        load.error = load.error or error
+
+
+Writer = Callable[[EndpointLoad], LoadInfo]
+
+
+def write_in_turn(groups: Sequence[tuple[EndpointReads, Writer]]) -> Iterator[EndpointLoad]:
+    """Write the endpoints of several groups of reads, each as soon as it is read whole, one at a time in
+    the calling thread, and yield each once it was written or failed.
+
+    An endpoint with `after` (a child) is written only once that one (its parent) was yielded, and only
+    if it was written and the caller did not set its `holds_back` before asking for the next endpoint (the
+    op evaluates the parent's blocking checks there); else the child's read is dropped (nothing of it is
+    ever loaded) and it fails with a `HeldBackError`.
+
+    Args:
+        groups: Each group of reads with the write of its endpoints (`assets._Load.write`).
+    """
+    pending: dict[Future[EndpointLoad], Writer] = {}
+    for reads, write in groups:
+        for future in reads._reads:
+            pending[future] = write
+    ready: deque[tuple[EndpointLoad, Writer]] = deque()
+    waiting: dict[int, list[tuple[EndpointLoad, Writer]]] = {}  # id(parent) -> its children read already
+    yielded: set[int] = set()
+    while pending or ready:
+        if not ready:
+            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in finished:
+                load, write = future.result(), pending.pop(future)
+                if load.after is not None and id(load.after) not in yielded:
+                    waiting.setdefault(id(load.after), []).append((load, write))
+                else:
+                    ready.append((load, write))
+            continue
+        load, write = ready.popleft()
+        parent = load.after
+        if parent is not None and load.error is None:
+            if parent.error is not None:
+                load.error = HeldBackError(f"its parent {parent.resource} was not loaded in this run")
+            elif parent.holds_back is not None:
+                load.error = HeldBackError(parent.holds_back)
+        _write_one(load, write)
+        yielded.add(id(load))
+        yield load
+        ready.extend(waiting.pop(id(load), []))
+    for children in waiting.values():  # a parent that was never read (it failed before its read started)
+        for load, _ in children:
+            load.error = load.error or HeldBackError("its parent was not read in this run")
+            _abort(load)
+            yield load

@@ -22,19 +22,20 @@ lock and since when; the holder's run id and time are the lock file's content, o
 resource (`ANALYTICS_LOCK_TIMEOUT_SECONDS`, one hour by default) the step fails, naming the holder (run,
 job, since when) and the setting (`LockTimeoutError`).
 
-**The lock order**, kept by every path (loads, reads ahead, checks, the sweep's repair, refreshes):
-1. an API's lock (`api_lock`, `hold_api_lock`); a holder of one API's lock only ever *tries* the other's
-   (reads ahead: `wait=False`), so no run waits for an API lock while holding another run's way;
-2. the warehouse's one-writer lock (`WarehouseResource.lock`, on DuckDB), held within a step, or by a
-   read ahead only while it restores its pipeline: never from one step to the next, and no one waits for
-   an API lock while holding it;
+**The lock order**, kept by every path (the load op, checks, the sweep's repair, refreshes):
+1. the APIs' locks (`api_lock`), in the order of `reading.apis.APIS`: audience, then feedback. The load
+   op takes those of the APIs it loads, waiting for each within the bound; so a holder of an earlier API's
+   lock may wait for a later one's, never the other way round. A total order cannot deadlock: the run
+   that holds the latest lock any of them waits for waits for nothing.
+2. the warehouse's one-writer lock (`WarehouseResource.lock`, on DuckDB), taken after the API locks and
+   held within a step; no one waits for an API lock while holding it.
 3. innermost, `endpoints_load.WAREHOUSE_TURN`: one thread of the process at a time opens the DuckDB file.
 A run waits for a lock only while holding locks earlier in this order, so two runs cannot wait on each
 other; and every wait ends within its bound anyway.
 
-A lock belongs to a run, not to a step (`RunHolds`, one per run, the warehouse resource's): the run's
-steps and the reads started ahead for its later steps (`read_ahead.py`) share it, and it is released when
-the last of them lets go.
+A lock belongs to a run, not to a step (`RunHolds`, one per run, the warehouse resource's): the load op's
+reading threads join the op's warehouse hold while they restore their pipelines, and the lock is released
+when the last holder lets go.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ Release = Callable[[], None]
 
 
 class RunHolds:
-    """The locks one run holds in this process, shared by its steps and the reads it started ahead: the
+    """The locks one run holds in this process, shared by its steps and the load op's reading threads: the
     first holder of a lock takes it (`hold`), later holders of the run join, and the lock goes when the
     last one lets go.
 
@@ -356,44 +357,37 @@ class RunHolds:
             release()
 
 
-def hold_api_lock(
-    api: str, context: RunContext, timeout: float, holds: RunHolds, wait: bool = True
-) -> Release | None:
-    """Hold the lock of one API's loads for the run, waiting for it at most `timeout` seconds (`wait`).
+def hold_api_lock(api: str, context: RunContext, timeout: float, holds: RunHolds) -> Release:
+    """Hold the lock of one API's loads for the run, waiting for it at most `timeout` seconds.
 
     Args:
         api: The API name (`audience`, `feedback`): one lock per API, shared by all its ops.
         context: The op's context: its instance holds the lock, its run id names the holder, its log
             tells a waiting run's reader what it waits for.
         timeout: The bound of the wait (`LOCK_TIMEOUT_ENV`).
-        holds: The run's holds (its steps and reads ahead share the lock).
-        wait: False: return None at once when another run holds it.
+        holds: The run's holds.
 
     Returns:
-        The release of this hold; None when the lock is busy and `wait` is False.
+        The release of this hold.
 
     Raises:
         LockTimeoutError: Another run held it for all of `timeout`.
     """
 
-    def acquire() -> Release | None:
+    def acquire() -> Release:
         lock = _lock_for(context.instance, api)
         try:
-            if wait_for(
-                lock,
-                f"the {api} API's lock (the loads and checks of one API take turns)",
-                context,
-                timeout,
-                wait,
-            ):
-                return lock.release
+            wait_for(
+                lock, f"the {api} API's lock (the loads and checks of one API take turns)", context, timeout
+            )
         except BaseException:
             lock.release()
             raise
-        lock.release()
-        return None
+        return lock.release
 
-    return holds.hold(f"api {api}", acquire)
+    release = holds.hold(f"api {api}", acquire)
+    assert release is not None, "a waiting hold gets the lock or raises"
+    return release
 
 
 @contextmanager
@@ -401,7 +395,6 @@ def api_lock(api: str, context: RunContext, timeout: float, holds: RunHolds) -> 
     """Hold the lock of one API's loads for the duration of the block, waiting for it at most `timeout`
     seconds (see `hold_api_lock`)."""
     release = hold_api_lock(api, context, timeout, holds)
-    assert release is not None, "a waiting hold gets the lock or raises"
     try:
         yield
     finally:

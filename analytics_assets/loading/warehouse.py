@@ -36,11 +36,9 @@ from analytics_assets.loading.locks import (
     RunContext,
     RunHolds,
     api_lock,
-    hold_api_lock,
     wait_bounded,
     wait_for,
 )
-from analytics_assets.loading.read_ahead import RunReads
 from analytics_assets.reading.settings import resource_setting
 
 DESTINATION_ENV = "ANALYTICS_DESTINATION"
@@ -111,25 +109,14 @@ class WarehouseResource(ConfigurableResource):
         ),
     )
 
-    # What one run holds in this process: Dagster copies the resource for each run (one copy for all the
-    # steps of an in-process run), so these live exactly as long as the run, and its teardown closes them.
+    # The locks one run holds in this process: Dagster copies the resource for each run (one copy for all
+    # the steps of an in-process run), so they live exactly as long as the run, and its teardown closes
+    # them. The load op's reading threads join its warehouse hold while they restore (`locks.RunHolds`).
     _holds: RunHolds = PrivateAttr(default_factory=RunHolds)
-    _reads: RunReads = PrivateAttr(default_factory=RunReads)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """At the end of a run: drop the reads started ahead for steps that never took them, and let go of
-        their locks (`read_ahead.py`, `locks.RunHolds`)."""
-        self._reads.discard_all()
+        """At the end of a run: let go of whatever lock it still holds (`locks.RunHolds`)."""
         self._holds.close()
-
-    @property
-    def reads_ahead(self) -> RunReads:
-        """The reads this run started ahead for its later steps."""
-        return self._reads
-
-    def hold_api_lock(self, api: str, context: RunContext, wait: bool = True) -> Release | None:
-        """Hold an API's lock for this run (`locks.hold_api_lock`), within `lock_timeout`."""
-        return hold_api_lock(api, context, self.lock_timeout(), self._holds, wait)
 
     def api_lock(self, api: str, context: RunContext) -> AbstractContextManager[None]:
         """Hold an API's lock for the block (`locks.api_lock`), within `lock_timeout`."""
@@ -238,7 +225,7 @@ class WarehouseResource(ConfigurableResource):
         own (a schedule tick can meet a manual run), so their loads take turns on a lock file beside the
         database, waiting at most `lock_timeout` (`locks.wait_for`). Once it holds the lock file, it makes
         sure no process outside Dagster (a notebook, a BI tool) holds the DuckDB file open, waiting for it
-        within the same bound (`_wait_for_the_file`). The run's steps and its reads ahead share the hold
+        within the same bound (`_wait_for_the_file`). The op and its reading threads share the hold
         (`locks.RunHolds`). Server destinations handle concurrent writers themselves: nothing to hold.
 
         Raises:

@@ -191,7 +191,7 @@ class RequestStats:
     answers before (the connection test reports on each endpoint)."""
 
     def stop(self) -> None:
-        """Send no further request: what these requests are read for was dropped (`read_ahead.py`).
+        """Send no further request: what these requests are read for was dropped (a child held back by its parent's blocking checks, `assets.py`).
         Requests already on their way finish; the next one raises `ReadDropped`."""
         self._stopped.set()
 

@@ -25,7 +25,7 @@ from dagster import (
 )
 
 from analytics_assets.loading import tags
-from analytics_assets.loading.assets import SyncConfig
+from analytics_assets.loading.assets import LOAD_OP, SyncConfig
 from analytics_assets.reading.apis import APIS
 
 TIMEZONE_ENV = "ANALYTICS_SCHEDULE_TIMEZONE"
@@ -35,13 +35,8 @@ def schedule_timezone() -> str:
     return os.environ.get(TIMEZONE_ENV) or "UTC"
 
 
-def _load_ops(assets: Sequence[AssetsDefinition]) -> list[str]:
-    return sorted(a.node_def.name for a in assets)
-
-
 def build_jobs(assets: Sequence[AssetsDefinition]) -> list[Any]:
     """The sync jobs: nightly (incremental), weekly reconciliation (full scan), a full refresh per API."""
-    ops = _load_ops(assets)
     nightly = define_asset_job(
         "nightly_sync",
         selection=AssetSelection.all(),
@@ -52,7 +47,7 @@ def build_jobs(assets: Sequence[AssetsDefinition]) -> list[Any]:
         "weekly_reconciliation",
         selection=AssetSelection.all(),
         description="Every endpoint read and rewritten in full, ignoring cursors; removes whatever the API no longer serves.",
-        config=RunConfig(ops={op: SyncConfig(full_scan=True) for op in ops}),
+        config=RunConfig(ops={LOAD_OP: SyncConfig(full_scan=True)}),
         tags=tags.RECONCILIATION,
     )
     refreshes = [
@@ -60,7 +55,7 @@ def build_jobs(assets: Sequence[AssetsDefinition]) -> list[Any]:
             f"{api.name}_full_refresh",
             selection=AssetSelection.groups(api.name),
             description=f"Drop the {api.name} tables and cursors and load everything again from scratch.",
-            config=RunConfig(ops={op: SyncConfig(refresh=True) for op in ops if op.startswith(api.name)}),
+            config=RunConfig(ops={LOAD_OP: SyncConfig(refresh=True, apis=[api.name])}),
             tags=tags.REFRESH,
         )
         for api in APIS

@@ -1,6 +1,7 @@
-"""The load engine on its own (`endpoints_load.py`, `read_ahead.py`) with fake pipelines: no dlt run, no
-Dagster, no server. Each endpoint is read in a thread of its own and written, one at a time, as soon as
-it is read whole; the warehouse's lock is held only around restores; a read nobody takes is dropped."""
+"""The load engine on its own (`endpoints_load.py`) with fake pipelines: no dlt run, no Dagster, no
+server. Each endpoint is read in a thread of its own and written, one at a time, as soon as it is read
+whole; the warehouse's lock is held only around restores; a child is written only after its parent and
+its parent's checks, and a held-back child's read is dropped."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
-from analytics_assets.loading.endpoints_load import EndpointLoad, EndpointReads
-from analytics_assets.loading.read_ahead import ReadAhead, RunReads
+from analytics_assets.loading.endpoints_load import EndpointLoad, EndpointReads, HeldBackError, write_in_turn
 
 WAIT = 10.0
 """Bound on every wait of these tests: a hang fails them instead of hanging the suite."""
@@ -155,60 +153,67 @@ def test_a_failed_write_is_aborted_and_the_next_endpoint_is_written() -> None:
     assert done["b"].info == "written"
 
 
-def test_a_read_nobody_takes_is_dropped_and_nothing_of_it_is_written() -> None:
+def parent_and_child(warehouse: Warehouse, reads: Reads) -> tuple[EndpointReads, EndpointReads]:
+    """Two groups of reads, as the load op makes them: `a` (a parent) and `b` beside it, and `c`, its child,
+    read in a group of its own (its own served keys) and written after `a`."""
+    parents = EndpointReads(loads("a", "b"), reads, warehouse.hold)
+    child = loads("c")
+    child[0].after = parents.loads[0]
+    return parents, EndpointReads(child, reads, warehouse.hold, restore_first_here=False)
+
+
+def test_a_child_read_first_is_written_only_after_its_parent_and_its_parents_checks() -> None:
     warehouse = Warehouse()
     reads = Reads(warehouse)
-    engine = EndpointReads(loads("a", "b"), reads, warehouse.hold)
-    reads.finish("a", "b")
-    engine.discard()
-    for load in engine.loads:
-        assert load.info is None
-        assert load.pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]
+    parents, child = parent_and_child(warehouse, reads)
+    for name in "abc":
+        assert reads.started[name].wait(WAIT)  # the child is read side by side with its parent
+    written: list[str] = []
+
+    def write(load: EndpointLoad) -> Any:
+        written.append(load.resource)
+        return f"info {load.resource}"
+
+    reads.finish("c", "b")  # the child is read whole first
+    threading.Timer(0.3, reads.finish, ("a",)).start()
+    order = []
+    for load in write_in_turn([(parents, write), (child, write)]):
+        order.append(load.resource)
+        if load.resource == "a":
+            assert "c" not in written  # its checks run here, before the child is written
+    assert order == ["b", "a", "c"] and written == ["b", "a", "c"]
+    assert child.loads[0].info == "info c" and child.loads[0].error is None
 
 
-@dataclass
-class FakeStats:
-    stopped: bool = False
-
-    def stop(self) -> None:
-        self.stopped = True
-
-
-def test_a_runs_reads_ahead_are_taken_once_and_the_rest_dropped_when_the_run_ends() -> None:
+def test_a_parent_held_back_by_its_checks_drops_its_childs_read() -> None:
     warehouse = Warehouse()
-    run_reads = RunReads()
-    assert run_reads.first_load_step() and not run_reads.first_load_step()  # one first step per run
-    released: list[str] = []
-    aheads = {}
-    for step in ("feedback", "audience_segment_people"):
-        reads = Reads(warehouse)
-        reads.finish("a")
-        load = type("Load", (), {"stats": FakeStats()})()
-        aheads[step] = ReadAhead(
-            step, load, EndpointReads(loads("a"), reads, warehouse.hold), [lambda s=step: released.append(s)]
-        )
-        run_reads.put(aheads[step])
-    assert run_reads.take("feedback") is aheads["feedback"]
-    assert run_reads.take("feedback") is None  # once
-    run_reads.discard_all()  # the run ended: its child step never ran (its parent failed)
-    dropped = aheads["audience_segment_people"]
-    assert dropped.load.stats.stopped
-    assert dropped.reads.loads[0].pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]
-    assert released == ["audience_segment_people"]  # the lock held for it is let go
-    assert aheads["feedback"].reads.loads[0].info is None  # the taken one is its step's to write
-    run_reads.discard_all()
-    assert released == ["audience_segment_people"]  # nothing twice
+    reads = Reads(warehouse)
+    parents, child = parent_and_child(warehouse, reads)
+    reads.finish("a", "b", "c")
+    written: list[str] = []
+
+    def write(load: EndpointLoad) -> Any:
+        written.append(load.resource)
+        return "written"
+
+    for load in write_in_turn([(parents, write), (child, write)]):
+        if load.resource == "a":
+            load.holds_back = "a failed its blocking checks (row_count_drop)"
+    dropped = child.loads[0]
+    assert "c" not in written and dropped.info is None
+    assert isinstance(dropped.error, HeldBackError) and "row_count_drop" in str(dropped.error)
+    assert dropped.pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]  # nothing of it loads later
 
 
-def test_a_read_ahead_lets_go_of_its_locks_even_when_dropping_it_fails() -> None:
-    released: list[bool] = []
-
-    class Broken:
-        def discard(self) -> None:
-            raise OSError("disk full")
-
-    load = type("Load", (), {"stats": FakeStats()})()
-    ahead = ReadAhead("feedback", load, Broken(), [lambda: released.append(True)])  # type: ignore[arg-type]
-    with pytest.raises(OSError):
-        ahead.discard()
-    assert released == [True]
+def test_a_failed_parent_holds_back_its_child_and_nothing_else() -> None:
+    warehouse = Warehouse()
+    reads = Reads(warehouse, fail=frozenset({"a"}))
+    parents, child = parent_and_child(warehouse, reads)
+    reads.finish("a", "b", "c")
+    done = {
+        load.resource: load
+        for load in write_in_turn([(parents, lambda load: "written"), (child, lambda load: "written")])
+    }  # type: ignore[arg-type,return-value]
+    assert str(done["a"].error) == "a answered 500"
+    assert isinstance(done["c"].error, HeldBackError) and done["c"].pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]
+    assert done["b"].info == "written"

@@ -408,7 +408,7 @@ def test_the_session_reads_the_proxy_settings_once_per_host(monkeypatch: pytest.
 
 @pytest.mark.parametrize("canned", [[200, 200]], indirect=True)
 def test_a_stopped_source_sends_no_further_request(canned: CannedAdapter) -> None:
-    """What a dropped read ahead does (`read_ahead.py`): it ends at its next request, which is never
+    """What a dropped read does (a child held back by its parent's checks, `assets.py`): it ends at its next request, which is never
     sent nor retried."""
     source = quick_transport()
     session = source.session()

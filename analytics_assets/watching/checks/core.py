@@ -4,7 +4,8 @@ A `Check` is a name, a description, a severity and a function from a `CheckConte
 warehouse connection, the Dagster instance) to an `Outcome`. `build_load_checks` turns the checks
 of an asset into one `@multi_asset_check`: one op per asset, not one per check (one warehouse
 connection serves them all), and not one per load op (when one endpoint of an op fails, the checks of
-the others still run). A blocking check sits in an op between its asset's op and the children's.
+the others still run). A blocking check of a parent runs in the load op itself (`build_gate`, passed to
+`loading.assets.build_load_assets` by `definitions.py`), between the parent's write and its children's.
 """
 
 import logging
@@ -19,6 +20,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetExecutionContext,
     AssetKey,
     DagsterInstance,
     EventLogRecord,
@@ -26,6 +28,7 @@ from dagster import (
 )
 from dlt.destinations.sql_client import SqlClientBase
 
+from analytics_assets.loading.assets import Gate
 from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.loading.warehouse import WarehouseResource
 from analytics_assets.reading.history import current_view
@@ -195,11 +198,68 @@ def _evaluate(check: Check, context: CheckContext, log: logging.Logger) -> Outco
         return Outcome(False, f"The check could not run: {type(error).__name__}: {error}")
 
 
+def _spec(key: AssetCheckKey, check: Check) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        check.name,
+        asset=key.asset_key,
+        description=check.description,
+        blocking=check.blocking,
+        additional_deps=[AssetKey([*key.asset_key.path[:-1], table]) for table in check.uses],
+        metadata={"severity": check.severity.value},
+    )
+
+
+def _results(
+    by_key: Mapping[AssetCheckKey, Check],
+    selected: set[AssetCheckKey] | frozenset[AssetCheckKey] | Any,
+    sql: SqlClientBase[Any],
+    instance: DagsterInstance,
+    run_id: str,
+    warehouse: WarehouseResource,
+    log: logging.Logger,
+) -> Iterator[AssetCheckResult]:
+    for key, check in by_key.items():
+        if key not in selected:
+            continue
+        outcome = _evaluate(check, CheckContext(sql, instance, run_id, key.asset_key, warehouse), log)
+        yield AssetCheckResult(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=outcome.passed,
+            severity=outcome.severity or check.severity,
+            description=outcome.summary,
+            metadata=dict(outcome.metadata),
+        )
+
+
+def build_gate(key: AssetKey, checks: Sequence[Check]) -> Gate:
+    """The blocking checks of a parent asset, for the load op to evaluate right after it writes the
+    parent and before it writes the children (`loading.assets.Gate`).
+
+    The op holds the API's and the warehouse's locks already, and opens the warehouse one thread at a time;
+    the checks read the parent's dataset over its own pipeline's connection.
+    """
+    by_key = {AssetCheckKey(key, check.name): check for check in checks}
+
+    def evaluate(
+        context: AssetExecutionContext, warehouse: WarehouseResource, pipeline: Any
+    ) -> Iterator[AssetCheckResult]:
+        with pipeline.sql_client() as sql:
+            yield from _results(
+                by_key,
+                context.selected_asset_check_keys,
+                sql,
+                context.instance,
+                context.run.run_id,
+                warehouse,
+                context.log,
+            )
+
+    return Gate(specs=[_spec(k, c) for k, c in by_key.items()], evaluate=evaluate)
+
+
 def build_load_checks(
-    name: str,
-    dataset: str,
-    checks: Mapping[AssetKey, Sequence[Check]],
-    op_tags: Mapping[str, str] | None = None,
+    name: str, dataset: str, checks: Mapping[AssetKey, Sequence[Check]]
 ) -> AssetChecksDefinition:
     """One check op for the given assets (the code location gives it one asset: see `suite.py`).
 
@@ -207,20 +267,9 @@ def build_load_checks(
         name: The check op is `<name>_checks`.
         dataset: The dataset (schema) of the tables.
         checks: The checks of each asset.
-        op_tags: The check op's tags (`tags.CHILD_PATH` for a parent's checks).
     """
     by_key = {AssetCheckKey(key, check.name): check for key, group in checks.items() for check in group}
-    specs = [
-        AssetCheckSpec(
-            check.name,
-            asset=key.asset_key,
-            description=check.description,
-            blocking=check.blocking,
-            additional_deps=[AssetKey([*key.asset_key.path[:-1], table]) for table in check.uses],
-            metadata={"severity": check.severity.value},
-        )
-        for key, check in by_key.items()
-    ]
+    specs = [_spec(key, check) for key, check in by_key.items()]
 
     # No `from __future__ import annotations` in this module: Dagster reads the `context` annotation.
     @multi_asset_check(
@@ -228,12 +277,10 @@ def build_load_checks(
         name=f"{name}_checks",
         can_subset=True,
         description=f"Data checks of `{name}`.",
-        op_tags=op_tags,
     )
     def _checks(
         context: AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[AssetCheckResult]:
-        selected = context.selected_asset_check_keys
         pipeline = warehouse.pipeline(f"{name}_checks", dataset=dataset)
         # The API's lock: checks never read a dataset (or dlt's staging tables) while another run of the
         # API is merging into it. DuckDB: a check op also takes its turn on the file.
@@ -242,21 +289,14 @@ def build_load_checks(
             warehouse.lock(context),
             pipeline.sql_client() as sql,
         ):
-            for key, check in by_key.items():
-                if key not in selected:
-                    continue
-                outcome = _evaluate(
-                    check,
-                    CheckContext(sql, context.instance, context.run.run_id, key.asset_key, warehouse),
-                    context.log,
-                )
-                yield AssetCheckResult(
-                    asset_key=key.asset_key,
-                    check_name=key.name,
-                    passed=outcome.passed,
-                    severity=outcome.severity or check.severity,
-                    description=outcome.summary,
-                    metadata=dict(outcome.metadata),
-                )
+            yield from _results(
+                by_key,
+                context.selected_asset_check_keys,
+                sql,
+                context.instance,
+                context.run.run_id,
+                warehouse,
+                context.log,
+            )
 
     return _checks

@@ -1,5 +1,7 @@
 """Every data check of this code location: the standard checks of each table plus the per-API ones
-(`audience.py`, `feedback.py`), one check op per asset, and freshness."""
+(`audience.py`, `feedback.py`), one check op per asset, and freshness. The blocking checks of a parent
+(`segments`) are not in its check op: the load op runs them between the parent's write and its
+children's (`build_gates`, passed to the load op by `definitions.py`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,13 @@ from types import ModuleType
 
 from dagster import AssetChecksDefinition, AssetKey, AssetsDefinition
 
-from analytics_assets.loading.tags import CHILD_PATH
+from analytics_assets.loading.assets import Gate
 from analytics_assets.reading.apis import APIS
 from analytics_assets.reading.catalog import Endpoint
 from analytics_assets.reading.history import history_tables
 from analytics_assets.watching.checks import audience as audience_checks
 from analytics_assets.watching.checks import feedback as feedback_checks
-from analytics_assets.watching.checks.core import Check, build_load_checks
+from analytics_assets.watching.checks.core import Check, build_gate, build_load_checks
 from analytics_assets.watching.checks.freshness import build_freshness_checks
 from analytics_assets.watching.checks.history import row_count_drop, schema_drift
 from analytics_assets.watching.checks.table import (
@@ -78,28 +80,41 @@ def checks_of(api: _Api, resource: str) -> list[Check]:
     return [*standard, *history, *api.checks.resource_checks(resource)]
 
 
-def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
-    """One check op per asset (`<api>_<resource>_checks`), holding the data checks of its table.
+def _apis() -> dict[str, _Api]:
+    return {a.name: _Api(a.name, a.catalog, PER_API[a.name]) for a in APIS}
 
-    Per asset, not per load op: when one endpoint of an op fails, the checks of the others still run.
+
+def build_gates() -> dict[AssetKey, Gate]:
+    """The blocking checks of every parent, by parent asset, for the load op to run (`build_load_assets`)."""
+    gates = {}
+    for api in _apis().values():
+        for parent in sorted(api.parents):
+            key = AssetKey([api.name, parent])
+            gates[key] = build_gate(key, [c for c in checks_of(api, parent) if c.blocking])
+    return gates
+
+
+def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
+    """One check op per asset (`<api>_<resource>_checks`), holding the data checks of its table but the
+    blocking ones (the load op's: `build_gates`).
+
+    Per asset, not per load op: when one endpoint fails, the checks of the others still run.
 
     Args:
-        assets: The code location's load ops (`build_api_assets`), each materializing tables of one API.
+        assets: The code location's load op (`build_load_assets`).
     """
-    apis = {a.name: _Api(a.name, a.catalog, PER_API[a.name]) for a in APIS}
+    apis = _apis()
     result = []
     for assets_def in assets:
         for key in sorted(assets_def.keys, key=lambda k: k.to_user_string()):
             api = apis[key.path[0]]
-            checks = {key: checks_of(api, key.path[-1])}
-            tags = CHILD_PATH if key.path[-1] in api.parents else None  # a child's load waits for them
-            result.append(
-                build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks, op_tags=tags)
-            )
+            checks = {key: [c for c in checks_of(api, key.path[-1]) if not c.blocking]}
+            result.append(build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks))
     return result
 
 
 def build_asset_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
-    """Every asset check: the data checks of each load op, and a freshness check on every asset."""
+    """Every asset check but the blocking ones: the data checks of each asset, and a freshness check on
+    every asset."""
     keys: list[AssetKey] = sorted({key for a in assets for key in a.keys}, key=lambda k: k.to_user_string())
     return [*build_data_checks(assets), *build_freshness_checks(keys)]

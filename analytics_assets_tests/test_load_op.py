@@ -1,4 +1,4 @@
-"""Reads ahead (`analytics_assets/loading/read_ahead.py`) and the locks they share with the steps of their run."""
+"""The one load op (`analytics_assets/loading/assets.py`) and the locks it shares with its reading threads."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def test_the_holders_of_one_run_share_a_lock_and_the_last_one_releases_it(tmp_pa
 
     run_1, run_2 = RunHolds(), RunHolds()  # each run's own (the warehouse resource's copy for the run)
     step = run_1.hold("api x", acquire)
-    ahead = run_1.hold("api x", acquire)  # joins: no second flock of its own
+    ahead = run_1.hold("api x", acquire)  # a reading thread of the op joins: no second flock of its own
     assert step is not None and ahead is not None
     assert run_2.hold("api x", acquire) is None  # another run is refused
     step()
     step()  # a release lets go once
-    assert run_2.hold("api x", acquire) is None  # the read ahead still holds it
+    assert run_2.hold("api x", acquire) is None  # the reading thread still holds it
     ahead()
     other = run_2.hold("api x", acquire)
     assert other is not None
@@ -71,14 +71,17 @@ def _wait_for(instance: DagsterInstance, text: str, run: threading.Thread) -> No
 
 
 ASSETS = ("audience/segments", "audience/segment_people", "feedback/surveys", "feedback/responses")
-"""A run of both APIs and a child: its first load step reads the other two ahead."""
+"""A run of both APIs and a child."""
 
 
 @pytest.mark.slow  # a whole run against the sandbox
 @pytest.mark.timeout(600)
-def test_no_read_ahead_of_an_api_another_run_holds(configured: Sandbox, warehouse: Warehouse) -> None:
-    """The first load step only tries the other API's lock: held by another run, that API is read in its
-    own step, once the lock is free, and the run still loads everything exactly."""
+def test_the_load_op_takes_both_api_locks_in_order_before_any_request(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
+    """The op holds the audience API's lock and waits (bounded) for the feedback one another run holds,
+    the order of `locks.py`; it requests nothing of either API until it holds both, then loads everything
+    exactly."""
     results: list[ExecuteInProcessResult] = []
     with instance_for_test() as instance:
         lock = Path(instance.root_directory) / "locks" / "feedback.lock"
@@ -87,12 +90,10 @@ def test_no_read_ahead_of_an_api_another_run_holds(configured: Sandbox, warehous
         with open(lock, "a+") as held:
             fcntl.flock(held, fcntl.LOCK_EX)  # another run's feedback load
             run.start()
-            _wait_for(instance, "Not reading feedback ahead: another run holds the feedback API's lock.", run)
             _wait_for(instance, "Waiting for the feedback API", run)
-            assert configured.requests(api="feedback") == []
+            assert configured.requests(api="feedback") == [] and configured.requests(api="audience") == []
         run.join(timeout=300)
         assert results and results[0].success
-        assert "segment_people: read ahead since the run's first load step." in _messages(instance)
     for table in ("audience.segments", "feedback.surveys", "feedback.responses"):
         assert_warehouse_equals_api_table(warehouse, configured, table)
     members = {(str(s), str(p)) for s, p in configured.data.memberships()}
