@@ -151,15 +151,20 @@ class KeyRefusal:
         """Raise `KeyRefusedError` when the key was refused. Returns the event to set once this request is
         answered, when it is the run's first request of `path`."""
         with self._lock:
+            # Refused already: raise before registering this path, or the requests of this path after
+            # it would wait for an answer that never comes.
+            self._raise_if_refused(api)
             answered = self._answers.get(path)
-            first = answered is None
             if answered is None:
                 answered = self._answers[path] = threading.Event()
-        if not first:
-            answered.wait(self.wait_seconds)
+                return answered
+        answered.wait(self.wait_seconds)
+        self._raise_if_refused(api)
+        return None
+
+    def _raise_if_refused(self, api: str) -> None:
         if self.refused is not None:
             raise KeyRefusedError(api, self.refused.status, self.refused.request)
-        return answered if first else None
 
     def after(
         self, api: str, request: str, response: Response | None, answered: threading.Event | None

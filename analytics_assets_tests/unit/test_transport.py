@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ from urllib3 import HTTPResponse
 from analytics_assets.reading import transport
 from analytics_assets.reading.transport import (
     ApiResponseError,
+    KeyRefusal,
+    KeyRefusedError,
     Pacer,
     ReadDropped,
     RequestStats,
@@ -418,3 +421,29 @@ def test_a_stopped_source_sends_no_further_request(canned: CannedAdapter) -> Non
         session.get("https://api.example.com/v1/people/all?offset=100&limit=100")
     assert len(canned.sent) == 1
     assert source.stats.requests["/v1/people/all"] == 1
+
+
+def test_once_a_key_is_refused_no_request_waits_for_an_answer_that_never_comes() -> None:
+    """After a 401, a path nobody asked for yet is refused at once, and so is a second request of it
+    (it must not wait for the first, which was never sent)."""
+    refusal = KeyRefusal(wait_seconds=30)
+    answered = refusal.before("audience", "/audience/v1/fields")
+    refused = Response()
+    refused.status_code = 401
+    refusal.after("audience", "GET /audience/v1/fields", refused, answered)
+    started = time.monotonic()
+    for _ in range(2):  # a read and a child's read of the same list
+        with pytest.raises(KeyRefusedError):
+            refusal.before("audience", "/audience/v1/segments")
+    assert time.monotonic() - started < 5  # not the 30 s bound
+
+
+def test_a_second_request_of_a_path_waits_for_the_first_ones_answer() -> None:
+    refusal = KeyRefusal(wait_seconds=30)
+    first = refusal.before("audience", "/audience/v1/segments")
+    assert first is not None
+    ok = Response()
+    ok.status_code = 200
+    threading.Timer(0.2, refusal.after, ("audience", "GET /audience/v1/segments", ok, first)).start()
+    assert refusal.before("audience", "/audience/v1/segments") is None  # waited, then goes on
+    assert first.is_set()
