@@ -156,9 +156,17 @@ def make_warehouse(destination: str, tmp_path: Path) -> Iterator[Warehouse]:
         raise ValueError(f"no test warehouse for {destination!r}")
 
 
-LONGEST_FIRST = ("test_e2e.py", "test_demo.py", "test_bench.py", "test_locks.py", "test_alerts.py")
-"""Modules of the longest tests (`dagster dev`, the benchmark, two CLI runs taking turns, a daemon with
-CLI runs), run first."""
+LONGEST_FIRST = (
+    "test_e2e.py",
+    "test_demo.py",
+    "test_bench.py",
+    "test_locks.py",
+    "test_alerts.py",
+    "test_isolation.py",
+    "test_deletions.py",
+)
+"""Modules of the longest tests (`dagster dev`, the benchmark, CLI runs taking turns, a daemon with CLI
+runs, CLI runs from the shared first sync), run first."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
