@@ -245,13 +245,19 @@ class _Load:
     def write(self, load: EndpointLoad) -> LoadInfo:
         if not load.unavailable and self.sweeps(load.resource):
             load.sweep_plan = self.plan(load.pipeline, load.resource, self.served)
-        # normalize() and load() rather than run(): run() would sync with the warehouse again, which on a
-        # first load (no dataset yet) wipes the package just extracted.
-        load.pipeline.normalize()
-        info = load.pipeline.load()
+        return self.commit(load.pipeline, load.resource)
+
+    def commit(self, pipeline: dlt.Pipeline, resource: str) -> LoadInfo:
+        """Normalize and load what was extracted for `resource`; a history table's current view follows.
+
+        normalize() and load() rather than run(): run() would sync with the warehouse again, which on a
+        first load (no dataset yet) wipes the package just extracted.
+        """
+        pipeline.normalize()
+        info = pipeline.load()
         info.raise_on_failed_jobs()
-        if keeps_history(self.api.name, load.resource):
-            refresh_current_view(load.pipeline, load.resource)
+        if keeps_history(self.api.name, resource):
+            refresh_current_view(pipeline, resource)  # a view binds the columns it was created with
         return info
 
     def failure(self, load: EndpointLoad) -> str:
@@ -310,8 +316,7 @@ class _Load:
             except SweepRefusedError:
                 pipeline.abort_packages()
                 raise
-            pipeline.normalize()
-            pipeline.load().raise_on_failed_jobs()
+            self.commit(pipeline, resource)
             result = apply_sweep(pipeline, plan, self.synced_at)
         return result
 
