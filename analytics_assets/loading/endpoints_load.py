@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -77,7 +77,7 @@ def fresh_pipeline(pipeline: dlt.Pipeline, hold: Hold) -> dlt.Pipeline:
 
 
 class EndpointReads:
-    """The endpoints of one op, each read in a thread of its own from the moment this is made; `write_each`
+    """Endpoints of the op, each read in a thread of its own from the moment this is made; `write_in_turn`
     then writes each one read whole as soon as it is, one at a time.
 
     Each endpoint's pipeline is restored from the warehouse before it is read, in its reading thread,
@@ -132,26 +132,12 @@ class EndpointReads:
             return load
 
         pool = ThreadPoolExecutor(max_workers=max(len(self.loads), 1), thread_name_prefix="endpoint")
-        self._reads = [
+        # Each endpoint's read, in the order of `loads`: done once it was read (or failed).
+        self.futures = [
             pool.submit(_read, load, restored)
             for load, restored in zip(self.loads, self._restored, strict=True)
         ]
         pool.shutdown(wait=False)  # the threads end with their reads
-
-    def wait_restored(self) -> None:
-        """Return once every pipeline was restored (or failed to be)."""
-        for restored in self._restored:
-            restored.wait()
-
-    def write_each(self, write: Callable[[EndpointLoad], LoadInfo]) -> list[EndpointLoad]:
-        """Write every endpoint read whole, each as soon as it is, in the calling thread, one at a time.
-
-        Args:
-            write: Normalizes and loads one extracted endpoint.
-        """
-        for done in as_completed(self._reads):
-            _write_one(done.result(), write)
-        return self.loads
 
 
 def _write_one(load: EndpointLoad, write: Callable[[EndpointLoad], LoadInfo]) -> None:
@@ -194,7 +180,7 @@ def write_in_turn(groups: Sequence[tuple[EndpointReads, Writer]]) -> Iterator[En
     """
     pending: dict[Future[EndpointLoad], Writer] = {}
     for reads, write in groups:
-        for future in reads._reads:
+        for future in reads.futures:
             pending[future] = write
     ready: deque[tuple[EndpointLoad, Writer]] = deque()
     waiting: dict[int, list[tuple[EndpointLoad, Writer]]] = {}  # id(parent) -> its children read already

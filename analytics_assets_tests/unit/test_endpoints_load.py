@@ -105,7 +105,8 @@ def test_each_endpoint_is_written_as_soon_as_it_is_read_one_at_a_time() -> None:
 
     reads.finish("b")  # b ends first, so it is written first
     threading.Timer(0.2, reads.finish, ("c",)).start()
-    done = engine.write_each(write)
+    list(write_in_turn([(engine, write)]))
+    done = engine.loads
     assert written[0] == "b" and sorted(written) == ["a", "b", "c"]
     assert [load.info for load in done] == ["info a", "info b", "info c"]
     assert all(load.error is None for load in done)
@@ -115,9 +116,8 @@ def test_the_warehouse_lock_is_held_around_restores_and_never_while_reading() ->
     warehouse = Warehouse()
     reads = Reads(warehouse)
     engine = EndpointReads(loads("a", "b", "c"), reads, warehouse.hold, restore_first_here=False)
-    engine.wait_restored()
     reads.finish("a", "b", "c")
-    engine.write_each(lambda load: None)  # type: ignore[arg-type,return-value]
+    list(write_in_turn([(engine, lambda load: None)]))  # type: ignore[arg-type,return-value,list-item]
     assert warehouse.holds == 3  # one hold per restore
     assert not warehouse.read_while_held
     for load in engine.loads:
@@ -129,7 +129,7 @@ def test_a_failed_read_is_aborted_and_never_holds_back_the_others() -> None:
     reads = Reads(warehouse, fail=frozenset({"b"}))
     engine = EndpointReads(loads("a", "b", "c"), reads, warehouse.hold)
     reads.finish("a", "b", "c")
-    done = {load.resource: load for load in engine.write_each(lambda load: "written")}  # type: ignore[arg-type,return-value]
+    done = {load.resource: load for load in write_in_turn([(engine, lambda load: "written")])}  # type: ignore[arg-type,return-value,list-item]
     assert str(done["b"].error) == "b answered 500" and done["b"].info is None
     assert done["b"].pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]
     assert done["a"].info == done["c"].info == "written"
@@ -147,7 +147,7 @@ def test_a_failed_write_is_aborted_and_the_next_endpoint_is_written() -> None:
             raise RuntimeError("the sweep refused")
         return "written"
 
-    done = {load.resource: load for load in engine.write_each(write)}
+    done = {load.resource: load for load in write_in_turn([(engine, write)])}
     assert str(done["a"].error) == "the sweep refused"
     assert done["a"].pipeline.calls[-1] == "abort"  # type: ignore[attr-defined]
     assert done["b"].info == "written"
