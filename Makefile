@@ -3,6 +3,8 @@
 PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV_BIN := $(CURDIR)/.venv/bin
+# `dg` with the project's environment active, as `source .venv/bin/activate` makes it (else it warns)
+DG := VIRTUAL_ENV=$(CURDIR)/.venv PATH=$(VENV_BIN):$$PATH $(VENV_BIN)/dg
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: install demo dev check-connection test test-fast lint format bench bench-smoke bench-postgres clean
@@ -15,24 +17,25 @@ $(CURDIR)/.tools/bin/uv:
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: deploy/embedded/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/embedded/dagster.yaml $@
 
 install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
-## demo: start the sandbox, materialize every asset into data/analytics.duckdb, print rows per table
+## demo: start the sandbox, run the main job (`dg launch --job nightly_sync`: every asset) into
+## data/analytics.duckdb, print rows per table
 demo: install
 	$(VENV_BIN)/python -m analytics_sandbox.demo
 
-## dev: the Dagster UI on http://localhost:3000 against the sandbox
+## dev: the Dagster UI on http://localhost:3000 against the sandbox (`dg dev`)
 dev: install
 	$(VENV_BIN)/python -m analytics_sandbox.demo --dev
 
 ## check-connection: one small request to every endpoint of both APIs with the configured settings (nothing is
 ## loaded); prints a table per endpoint and fails naming the settings to fix (the job check_connection in the UI)
 check-connection: install
-	$(VENV_BIN)/dagster job execute -m analytics_assets.definitions -j check_connection
+	$(DG) launch --job check_connection
 
 ## test: every test of the code location (sandbox over sockets, real DuckDB files, PostgreSQL when configured),
 ## on TEST_WORKERS pytest-xdist workers: most whole-run tests wait on subprocesses, latency or a webserver,
@@ -62,7 +65,9 @@ bench-smoke: install
 bench-postgres: install
 	$(VENV_BIN)/python -m benchmarks.postgres_file_format $(BENCH_ARGS)
 
+## lint: ruff, mypy, and `dg check defs` (the definitions load and validate)
 lint: install
+	$(DG) check defs
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
 	$(VENV_BIN)/mypy analytics_assets analytics_sandbox

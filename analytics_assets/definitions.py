@@ -8,15 +8,16 @@ from analytics_assets.loading.warehouse import WarehouseResource
 from analytics_assets.reading.apis import APIS
 from analytics_assets.watching.alert_sensors import build_alert_sensor
 from analytics_assets.watching.alerts import AlertWebhook
-from analytics_assets.watching.checks.freshness import build_freshness_sensor
 from analytics_assets.watching.checks.suite import build_asset_checks, build_gates
 from analytics_assets.watching.connection import check_connection_job
+from analytics_assets.watching.freshness import freshness_policy
 from analytics_assets.watching.schedules import build_jobs, build_schedules
 from analytics_assets.watching.sensors import new_feedback_sensor, segment_members_sensor
 
 # One load op for every asset. The parents' blocking checks run inside it, between a parent's write and
-# its children's: they are watching's checks, handed down here so that loading never imports watching.
-assets = [build_load_assets(APIS, blocking_checks=build_gates())]
+# its children's; each asset carries the freshness policy. Both are watching's, handed down here so that
+# loading never imports watching.
+assets = [build_load_assets(APIS, blocking_checks=build_gates(), freshness_policy=freshness_policy())]
 jobs = build_jobs(assets)
 asset_checks = build_asset_checks(assets)
 
@@ -28,7 +29,6 @@ defs = Definitions(
     sensors=[
         new_feedback_sensor,
         segment_members_sensor,
-        build_freshness_sensor(asset_checks),
         build_alert_sensor(assets),
     ],
     # The settings of ours, on the UI's Resources page; each is read from its environment variable when a

@@ -10,15 +10,15 @@ No Dagster import at run time: the reading layer (`rest.py`, `transport.py`) is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dlt.sources import DltResource
 from dlt.sources.helpers.requests import Client
 from tenacity import Retrying
 
 if TYPE_CHECKING:
-    from dagster import AssetKey, DagsterEvent
+    from dagster import AssetKey, DagsterEvent, DagsterInstance
 
 
 def replace_generator(resource: DltResource, wrap: Callable[[Any], Any]) -> None:
@@ -69,3 +69,32 @@ def planned_check_asset_key(event: DagsterEvent) -> AssetKey | None:
     all that names its assets.
     """
     return event.asset_check_planned_data.asset_key
+
+
+class FreshnessState(NamedTuple):
+    """An asset's freshness as `dagster-daemon` last judged it: `state` is `PASS`, `WARN`, `FAIL`, `UNKNOWN`
+    (never materialized) or `NOT_APPLICABLE` (no policy); `since` is when it took that state (a Unix
+    timestamp)."""
+
+    state: str
+    since: float
+
+
+def freshness_states(instance: DagsterInstance, keys: Iterable[AssetKey]) -> dict[AssetKey, FreshnessState]:
+    """The freshness state the daemon last recorded for each of `keys` (an asset it has not judged yet is
+    missing).
+
+    Relies on `DagsterInstance.get_freshness_state_records` (what the daemon and the UI's asset health
+    read: one `FreshnessStateRecord` per asset, with `freshness_state` and `updated_at`), on SQLite and
+    PostgreSQL storage alike.
+
+    No public route: the daemon records each change as a `FRESHNESS_STATE_CHANGE` event without a run,
+    which no public query of the instance returns (`fetch_materializations` and the like take other
+    event types; `get_event_records` is deprecated), and Dagster's OSS alerting has no freshness
+    trigger.
+    """
+    records = instance.get_freshness_state_records(list(keys))
+    return {
+        key: FreshnessState(str(record.freshness_state.value), record.updated_at.timestamp())
+        for key, record in records.items()
+    }

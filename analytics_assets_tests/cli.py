@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance
 from analytics_assets_tests.test_e2e import REPO, instance_settings
 
 INSTANCES = ("embedded", "postgres")
-"""The repo's `dagster.yaml` (SQLite under DAGSTER_HOME) and `deploy/dagster.yaml` (PostgreSQL)."""
+"""`deploy/embedded/dagster.yaml` (SQLite under DAGSTER_HOME) and `deploy/dagster.yaml` (PostgreSQL)."""
 
 
 def dagster_home(kind: str, tmp_path: Path, stack: ExitStack) -> dict[str, str]:

@@ -18,23 +18,26 @@ from typing import Any
 import dagster
 import pytest
 from dagster import (
-    AssetCheckKey,
     AssetKey,
-    AssetSelection,
+    AssetMaterialization,
     DagsterInstance,
     DefaultSensorStatus,
-    Definitions,
     ExecuteInProcessResult,
     asset,
     build_sensor_context,
-    define_asset_job,
     instance_for_test,
+)
+from dagster._core.definitions.freshness import (  # what the daemon reports
+    FreshnessState,
+    FreshnessStateChange,
 )
 
 from analytics_assets.definitions import defs
+from analytics_assets.internals import freshness_states
 from analytics_assets.watching import alert_sensors, alerts
 from analytics_assets.watching.alert_sensors import INTERVAL_ENV, SENSOR_NAME, AlertCursor
 from analytics_assets.watching.alerts import Alert, AlertWebhook
+from analytics_assets.watching.freshness import WINDOW_ENV
 from analytics_assets_tests.cli import dagster_home, start_materialize
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_e2e import REPO, stop_process_group
@@ -123,12 +126,19 @@ def run(instance: DagsterInstance, *keys: str) -> ExecuteInProcessResult:
     return materialize(*keys, instance=instance, raise_on_error=False)
 
 
-def run_freshness_check(instance: DagsterInstance, asset: str) -> ExecuteInProcessResult:
-    """Evaluate one asset's freshness check, as the freshness sensor's runs do."""
-    key = AssetCheckKey(AssetKey.from_user_string(asset), "freshness_check")
-    job = define_asset_job("freshness_only", selection=AssetSelection.checks(key))
-    job_def = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("freshness_only")
-    return job_def.execute_in_process(instance=instance, raise_on_error=False)
+def report_freshness(instance: DagsterInstance, asset: str, state: FreshnessState, at: float) -> None:
+    """Record that `asset` took freshness `state` at `at`, as `dagster-daemon`'s freshness daemon does
+    (the daemon itself: `test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location`)."""
+    key = AssetKey.from_user_string(asset)
+    before = freshness_states(instance, [key]).get(key)
+    instance.report_runless_asset_event(
+        FreshnessStateChange(
+            key=key,
+            new_state=state,
+            previous_state=FreshnessState(before.state) if before else FreshnessState.UNKNOWN,
+            state_change_timestamp=at,
+        )
+    )
 
 
 def add_stray_response(sandbox: Sandbox, survey_id: str = "cnosuchsurvey0000000000000") -> None:
@@ -149,8 +159,7 @@ def test_the_sensor_interval_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_the_alert_sensor_is_on_by_default() -> None:
     sensors = {s.name: s for s in defs.sensors or []}
-    for name in (SENSOR_NAME, "freshness_checks_sensor"):
-        assert sensors[name].default_status == DefaultSensorStatus.RUNNING, name
+    assert sensors[SENSOR_NAME].default_status == DefaultSensorStatus.RUNNING
 
 
 @pytest.mark.slow
@@ -264,22 +273,29 @@ def test_a_check_failing_in_a_failed_run_is_alerted_once(
     assert sensor.tick() == []
 
 
-@pytest.mark.slow
-def test_a_stale_asset_is_alerted_once(receiver: Receiver, instance: DagsterInstance) -> None:
+def test_an_asset_that_turns_late_is_alerted_once_each_time(
+    receiver: Receiver, instance: DagsterInstance
+) -> None:
     sensor = Sensor(instance, receiver)
-    checked = run_freshness_check(instance, "feedback/webhooks")  # never materialized: overdue
-    assert checked.success
-
-    [alert] = sensor.tick()  # a WARN check: only the stale alert
-    assert (alert["kind"], alert["asset"], alert["check"]) == (
-        "asset_stale",
-        "feedback/webhooks",
-        "freshness_check",
-    )
-    assert alert["severity"] == "WARN"  # late, not wrong: alerted all the same
-    assert alert["run_url"] == f"{BASE_URL}/runs/{checked.run_id}"
-    assert "feedback/webhooks is stale" in alert["summary"]
+    instance.report_runless_asset_event(AssetMaterialization("feedback/webhooks"))  # the daemon test: a run's
+    report_freshness(instance, "feedback/webhooks", FreshnessState.PASS, time.time() - 60)
+    report_freshness(instance, "feedback/surveys", FreshnessState.UNKNOWN, time.time() - 60)  # never loaded
     assert sensor.tick() == []
+
+    report_freshness(instance, "feedback/webhooks", FreshnessState.FAIL, time.time())
+    [alert] = sensor.tick()
+    assert (alert["kind"], alert["asset"], alert["check"]) == ("asset_stale", "feedback/webhooks", None)
+    assert alert["severity"] == "WARN"  # late, not wrong: alerted all the same
+    assert alert["run_url"] is None  # a materialization reported without a run
+    assert alert["asset_url"] == f"{BASE_URL}/assets/feedback/webhooks"
+    assert "feedback/webhooks is late: last materialized" in alert["summary"]
+    assert sensor.tick() == []  # still late since the same moment: said once
+
+    report_freshness(instance, "feedback/webhooks", FreshnessState.PASS, time.time())
+    assert sensor.tick() == []
+    report_freshness(instance, "feedback/webhooks", FreshnessState.FAIL, time.time() + 1)
+    [again] = sensor.tick()  # fresh in between, late again: a new alert
+    assert again["asset"] == "feedback/webhooks"
 
 
 @pytest.mark.slow
@@ -409,18 +425,22 @@ def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
     with a check failing at ERROR and a CLI run with a failed endpoint alert once each; so does the run
     a sensor of the code location launches through the daemon (`segment_members_after_segments`, after
     the CLI run loaded the segments); a failing run of another code location on the instance, and runs
-    that ended before the sensor's first tick, alert nothing."""
+    that ended before the sensor's first tick, alert nothing. With a freshness window of one minute, the
+    daemon's freshness daemon finds the three assets loaded late a minute on, and each is alerted once;
+    the assets that never loaded (the failed endpoint among them) are not late."""
     with ExitStack() as stack:
-        env = {**dagster_home("embedded", tmp_path, stack), INTERVAL_ENV: "2", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **dagster_home("embedded", tmp_path, stack),
+            INTERVAL_ENV: "2",
+            WINDOW_ENV: "1",
+            "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
         instance = stack.enter_context(DagsterInstance.from_config(env["DAGSTER_HOME"]))
-        # Before the daemon: every freshness check fails (nothing was ever loaded). A run that ended
-        # before the sensor's first tick: never alerted. With results, the freshness sensor launches no
-        # runs of its own during the test.
-        freshness = [k for k in defs.resolve_asset_graph().asset_check_keys if k.name == "freshness_check"]
-        job = define_asset_job("freshness_only", selection=AssetSelection.checks(*freshness))
-        job_def = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("freshness_only")
-        old = job_def.execute_in_process(instance=instance, raise_on_error=False)
-        assert old.success
+        # A failed run that ended before the sensor's first tick: never alerted.
+        configured.inject_fault("/audience/v1/fields", "status", status=404)
+        old = materialize("audience/fields", instance=instance, raise_on_error=False)
+        assert not old.success
 
         log = tmp_path / "daemon.log"
         with open(log, "wb") as out:
@@ -463,8 +483,8 @@ def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
         assert codes == {"feedback": 0, "audience": 1, "other": 1}, logs
 
         def all_seen() -> bool:
-            """Three alerts arrived, no run is going on, and the sensor looked at every run that ended."""
-            if len(receiver.bodies) < 3:
+            """Six alerts arrived, no run is going on, and the sensor looked at every run that ended."""
+            if len(receiver.bodies) < 6:
                 return False
             records = instance.get_run_records()
             cursor = sensor_cursor(instance)
@@ -473,7 +493,7 @@ def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
                 for r in records
             )
 
-        poll(all_seen, 180, "alerts of every run", log)
+        poll(all_seen, 180, "alerts of every run and of the late assets", log)
         elapsed = f"{time.monotonic() - started:.0f} s from the daemon's start"
         seen_at = time.time()
         poll(lambda: ticks_after(instance, seen_at) >= 2, 60, "two more ticks", log)  # no repeat
@@ -486,6 +506,15 @@ def test_the_daemon_alerts_on_cli_runs_once_and_not_on_another_code_location(
         assert launched.remote_job_origin is not None  # launched through the code location, by its sensor
         assert by_assets[frozenset({"audiences/stray"})].is_failure  # looked at (all_seen), not alerted
         sent = sorted(receiver.payloads(), key=lambda p: (p["kind"], p["asset"]))
+        feedback_run = by_assets[frozenset({"feedback/surveys", "feedback/responses"})].run_id
+        audience_run = by_assets[frozenset({"audience/segments", "audience/fields"})].run_id
+        late = [p for p in sent if p["kind"] == "asset_stale"]
+        assert [(p["asset"], p["run_id"], p["severity"]) for p in late] == [
+            ("audience/segments", audience_run, "WARN"),
+            ("feedback/responses", feedback_run, "WARN"),
+            ("feedback/surveys", feedback_run, "WARN"),
+        ], elapsed
+        sent = [p for p in sent if p["kind"] != "asset_stale"]
         assert [(p["kind"], p["asset"], p["check"], p["run_id"]) for p in sent] == [
             (
                 "check_failed",

@@ -9,7 +9,6 @@ import psycopg2
 import pytest
 from dagster import (
     AssetCheckEvaluation,
-    AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
@@ -20,7 +19,7 @@ from dagster import (
 )
 
 from analytics_assets.definitions import defs
-from analytics_assets.watching.checks.freshness import FRESHNESS_WINDOW
+from analytics_assets.watching.freshness import FRESHNESS_WINDOW, WINDOW_ENV, freshness_window
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_definitions import EXPECTED_KEYS
@@ -29,7 +28,7 @@ from analytics_sandbox import Sandbox
 pytestmark = pytest.mark.slow  # whole Dagster runs with their checks (all but two tests)
 
 ERROR, WARN = AssetCheckSeverity.ERROR, AssetCheckSeverity.WARN
-STANDARD = {"row_count_drop", "primary_key_unique", "primary_key_not_null", "schema_drift", "freshness_check"}
+STANDARD = {"row_count_drop", "primary_key_unique", "primary_key_not_null", "schema_drift"}
 EXPECTED_CHECKS = {
     "audience/schemas": STANDARD,
     "audience/peoples": STANDARD | {"not_empty", "seed_columns", "email_format"},
@@ -342,11 +341,19 @@ def test_a_blocking_check_failure_on_segments_keeps_segment_people_from_loading(
     assert run(instance, "audience/segments").success
 
 
-def test_freshness_checks_cover_every_asset_with_26_hours() -> None:
+def test_every_asset_has_a_freshness_policy_of_26_hours_and_no_freshness_check() -> None:
     graph = defs.resolve_asset_graph()
-    freshness = {k.asset_key for k in graph.asset_check_keys if k.name == "freshness_check"}
-    assert freshness == EXPECTED_KEYS
-    node = graph.get(AssetCheckKey(AssetKey(["audience", "peoples"]), "freshness_check"))
-    params = node.metadata["dagster/freshness_params"].value
-    assert params["lower_bound_delta_seconds"] == FRESHNESS_WINDOW.total_seconds() == 26 * 3600
-    assert "freshness_checks_sensor" in {s.name for s in defs.sensors or []}
+    windows = {key: graph.get(key).freshness_policy.fail_window.to_timedelta() for key in EXPECTED_KEYS}  # type: ignore[union-attr]
+    assert set(windows.values()) == {FRESHNESS_WINDOW} and FRESHNESS_WINDOW.total_seconds() == 26 * 3600
+    # Freshness is the policy's: no check (whose runs painted every asset red) and no sensor of its own.
+    assert not [k for k in graph.asset_check_keys if "freshness" in k.name]
+    assert not [s for s in defs.sensors or [] if "freshness" in s.name]
+
+
+def test_the_freshness_window_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WINDOW_ENV, "90")
+    assert freshness_window().total_seconds() == 90 * 60
+    for wrong in ("0", "-5", "1.5h", "soon"):
+        monkeypatch.setenv(WINDOW_ENV, wrong)
+        with pytest.raises(ValueError, match=WINDOW_ENV):
+            freshness_window()

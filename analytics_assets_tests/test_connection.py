@@ -197,7 +197,7 @@ def test_make_check_connection_fails_on_a_refused_key(sandbox: Sandbox, tmp_path
     """`make check-connection`: the real `dagster job execute` of the job, a failing exit status."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "embedded" / "dagster.yaml").read_text())
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DESTINATION__"))
     }

@@ -1,7 +1,7 @@
 """The production path end to end: `dagster dev` (webserver and daemon) as a subprocess, against the
 sandbox, driven through the webserver's GraphQL API the way the UI drives it.
 
-Two deployments: the embedded defaults (the repo's `dagster.yaml`, SQLite, DuckDB), and the production
+Two deployments: the embedded defaults (`deploy/embedded/dagster.yaml`, SQLite, DuckDB), and the production
 one (`deploy/dagster.yaml`: instance on PostgreSQL, queued runs; warehouse on PostgreSQL), each with a
 fresh `DAGSTER_HOME` and fresh databases. The PostgreSQL one is skipped unless
 `ANALYTICS_TEST_POSTGRES_URL` names a server.
@@ -122,7 +122,7 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 def instance_settings(name: str, home: Path, stack: ExitStack) -> dict[str, str]:
     """Put the deployment's dagster.yaml into `home`; the variables it reads."""
     if name == "embedded":
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
         return {}
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     url = urlsplit(stack.enter_context(fresh_postgres_database(postgres_server_url(), prefix="dagster_test")))

@@ -334,7 +334,7 @@ def test_the_key_never_leaks_and_a_wrong_one_is_named(right: bool, tmp_path: Pat
     both: each API's key is its own secret): the key is in its header and nowhere else."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "embedded" / "dagster.yaml").read_text())
     config = replace(SMALL, **{f"{api}_key": secret for api, secret in SECRETS.items()}) if right else SMALL
     with Sandbox(config, port=0) as sandbox:
         env = {

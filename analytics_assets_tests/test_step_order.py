@@ -20,7 +20,7 @@ def test_the_one_load_step_runs_first_and_gates_the_child_itself(
     assert result.success
     order = [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"]
     assert order[0] == "analytics_load", order
-    assert len(order) == 15, order  # 1 load, 13 check steps and the freshness checks: nothing skipped
+    assert len(order) == 14, order  # 1 load and 13 check steps: nothing skipped
     # Segments' blocking checks were evaluated in the load step, before segment_people was materialized.
     events = [
         e

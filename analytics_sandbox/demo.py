@@ -1,8 +1,9 @@
-"""`make demo` and `make dev`: the code location against the sandbox, through the real `dagster` CLI.
+"""`make demo` and `make dev`: the code location against the sandbox, through the real `dg` CLI.
 
-`python -m analytics_sandbox.demo` starts the sandbox, materializes every asset into the local
-DuckDB file with `dagster asset materialize`, prints the rows of each table and stops the sandbox.
-With `--dev` it runs `dagster dev` (the UI on http://localhost:3000) against the sandbox instead.
+`python -m analytics_sandbox.demo` starts the sandbox, runs the main job (`nightly_sync`: every asset,
+what the nightly schedule runs) into the local DuckDB file with `dg launch --job nightly_sync`, prints
+the rows of each table and stops the sandbox.
+With `--dev` it runs `dg dev` (the UI on http://localhost:3000) against the sandbox instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ import duckdb
 from analytics_assets.loading.warehouse import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV
 from analytics_sandbox import Sandbox, SandboxConfig
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
+BIN = Path(sys.executable).parent
+DG = str(BIN / "dg")
+
+
+def dg_env(extra: dict[str, str]) -> dict[str, str]:
+    """The environment `dg` runs in: this virtual environment active, as `source .venv/bin/activate` does
+    (`dg` warns when the active environment is not the project's), plus `extra`."""
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "VIRTUAL_ENV": str(BIN.parent), "PATH": path, **extra}
 
 
 def _row_counts(path: Path) -> list[tuple[str, int]]:
@@ -40,17 +49,19 @@ def _row_counts(path: Path) -> list[tuple[str, int]]:
 
 
 def demo(sandbox: Sandbox) -> int:
-    """Materialize every asset with the dagster CLI and print the rows per table."""
-    env = {**os.environ, **sandbox.env()}
+    """Run the main job with the dg CLI and print the rows per table.
+
+    The job rather than `dg launch --assets '*'`, which loads the same assets but has Dagster's selection
+    parser call a beta parameter (`AssetSelection.all(include_sources=...)`) and print a BetaWarning.
+    """
+    env = dg_env(sandbox.env())
     started = time.monotonic()
-    command = [DAGSTER, "asset", "materialize", "--select", "*", "-m", "analytics_assets.definitions"]
+    command = [DG, "launch", "--job", "nightly_sync"]
     print(f"$ {' '.join(command)}", flush=True)
     done = subprocess.run(command, env=env, check=False)
     elapsed = time.monotonic() - started
     if done.returncode != 0:
-        print(
-            f"dagster asset materialize failed (exit {done.returncode}); see the log above.", file=sys.stderr
-        )
+        print(f"dg launch failed (exit {done.returncode}); see the log above.", file=sys.stderr)
         return done.returncode
     path = Path(env.get(DUCKDB_PATH_ENV) or DEFAULT_DUCKDB_PATH)
     rows = _row_counts(path)
@@ -64,23 +75,23 @@ def demo(sandbox: Sandbox) -> int:
 
 
 STOP_GRACE_SECONDS = 20.0
-"""How long `dagster dev` may take to stop its services once interrupted, before what is left is killed."""
+"""How long `dg dev` may take to stop its services once interrupted, before what is left is killed."""
 
 
 def dev(sandbox: Sandbox, port: int = 3000) -> int:
-    """Run `dagster dev` against the sandbox until this process gets SIGTERM, SIGINT (Ctrl-C) or SIGHUP.
+    """Run `dg dev` against the sandbox until this process gets SIGTERM, SIGINT (Ctrl-C) or SIGHUP.
 
-    `dagster dev` runs in a process group of its own, which this launcher stops as a whole. Left to
-    itself it would not stop on SIGTERM when started where SIGINT is ignored (a background job of a
+    `dg dev` (which runs `dagster dev` in its own process) gets a process group of its own, which this
+    launcher stops as a whole. Left to itself it would not stop on SIGTERM when started where SIGINT is ignored (a background job of a
     script, many service setups): dagster maps SIGTERM onto SIGINT's handler
     (`setup_interrupt_handlers`), so it ignores SIGTERM too, and so do its webserver and daemon. The
     daemon, which installs handlers of its own, does shut its threads down, then waits forever for the
     shutdown message `dagster dev` sends on a pipe (`interrupt_on_ipc_shutdown_message` joins the pipe's
-    reader thread), which an ignored signal never triggers. Here SIGINT is handled, so `dagster dev` starts
+    reader thread), which an ignored signal never triggers. Here SIGINT is handled, so `dg dev` starts
     with it at its default (exec resets handled signals), and every stop goes through the interrupt
     `dagster dev` is written for: SIGINT to its group, as Ctrl-C in a terminal sends.
     """
-    env = {**os.environ, **sandbox.env()}
+    env = dg_env(sandbox.env())
     print(f"Sandbox serving both APIs at {sandbox.url}; Dagster UI on http://localhost:{port}", flush=True)
     stop = threading.Event()
 
@@ -89,7 +100,7 @@ def dev(sandbox: Sandbox, port: int = 3000) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, request_stop)
-    command = [DAGSTER, "dev", "-w", "workspace.yaml", "-p", str(port)]
+    command = [DG, "dev", "-p", str(port)]
     process = subprocess.Popen(command, env=env, process_group=0)
     try:
         while process.poll() is None and not stop.is_set():

@@ -220,12 +220,12 @@ class DagsterRun:
 
 
 class DagsterHome:
-    """A Dagster instance of the benchmark's own (the repo's `dagster.yaml`: its pools apply)."""
+    """A Dagster instance of the benchmark's own (`deploy/embedded/dagster.yaml`: its pools apply)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "dagster.yaml", path / "dagster.yaml")
+        shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", path / "dagster.yaml")
 
     def last_run(self) -> DagsterRun:
         """The newest run of the instance, timed from its start to its end as the instance recorded them."""

@@ -22,6 +22,7 @@ from dagster import (
     Config,
     DagsterLogManager,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     TableSchema,
@@ -382,10 +383,10 @@ def _start_reads(
     return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=first)
 
 
-def _specs(api: Api) -> list[AssetSpec]:
+def _specs(api: Api, freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
     """The assets of one API, `<api>/<resource>` for every resource of its source, as `@dlt_assets` makes
     them (dagster-dlt's translator protocol)."""
-    translator = ApiTranslator(api=api.name, endpoints=api.catalog)
+    translator = ApiTranslator(api=api.name, endpoints=api.catalog, freshness_policy=freshness_policy)
     return list(
         build_dlt_asset_specs(
             dlt_source=api.spec_source(),
@@ -405,12 +406,14 @@ def _failure_message(failed: Mapping[str, list[str]], loaded: int, lines: list[s
 
 
 def build_load_assets(
-    apis: Sequence[Api], blocking_checks: Mapping[AssetKey, Gate] | None = None
+    apis: Sequence[Api],
+    blocking_checks: Mapping[AssetKey, Gate] | None = None,
+    freshness_policy: FreshnessPolicy | None = None,
 ) -> AssetsDefinition:
     """The one load op of every asset of `apis` (`LOAD_OP`), which runs the blocking checks of the parents
-    itself (`blocking_checks`, by parent asset)."""
+    itself (`blocking_checks`, by parent asset); every asset carries `freshness_policy`."""
     gates = dict(blocking_checks or {})
-    specs = [spec for api in apis for spec in _specs(api)]
+    specs = [spec for api in apis for spec in _specs(api, freshness_policy)]
 
     @multi_asset(
         name=LOAD_OP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, AssetSpec, AutomationCondition, MetadataValue
+from dagster import AssetKey, AssetSpec, AutomationCondition, FreshnessPolicy, MetadataValue
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
@@ -27,6 +27,7 @@ class ApiTranslator(DagsterDltTranslator):
 
     api: str = ""
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    freshness_policy: FreshnessPolicy | None = None
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         endpoint = self.endpoints[data.resource.name]
@@ -39,6 +40,7 @@ class ApiTranslator(DagsterDltTranslator):
                 deps=[AssetKey([self.api, endpoint.parent])] if endpoint.parent else [],
                 group_name=self.api,
                 automation_condition=CHILD_CONDITION if endpoint.parent else None,
+                freshness_policy=self.freshness_policy,
                 description="\n".join(filter(None, (endpoint.description(self.api), history))),
                 kinds={"dlt", "api"},
                 metadata={

@@ -1,4 +1,4 @@
-"""The alert sensor: a check failing at ERROR, a stale asset, a failed run -> one webhook POST each.
+"""The alert sensor: a check failing at ERROR, a failed run, an asset turned late -> one webhook POST each.
 
 One plain sensor, `webhook_alerts`, walks the runs that ended since its last tick, however they were
 started: the UI, a schedule, a sensor, `dagster asset materialize`, `dg launch`, the Python API
@@ -14,11 +14,14 @@ records no code location). A run that does record one (launched through a code l
 name this location too: another location loading the same module (a staging copy beside it) alerts its
 own runs.
 
-Each ended run of ours is handled once, in one pass: every failed check at ERROR (freshness aside), every
-failed freshness check (the stale-asset alert, at the check's WARN), in successful, failed and canceled
-runs alike, then the run's own failure. One sensor and one pass per run: no problem is POSTed twice. Sending
-never raises (see `AlertWebhook.send`): a receiver that is down costs the alert, never the sensor. The first
-tick only sets the cursor: no alert storm about old runs.
+Each ended run of ours is handled once, in one pass: every failed check at ERROR, in successful, failed
+and canceled runs alike, then the run's own failure. One sensor and one pass per run: no problem is POSTed
+twice. The first tick only sets the cursor: no alert storm about old runs.
+
+Late data has no run: `dagster-daemon` judges each asset against its `FreshnessPolicy` (`freshness.py`)
+and records when it turns late (FAIL). Every tick reads those states; an asset that turned late is alerted
+once (`asset_stale`, at WARN: late, not wrong), again only after it was fresh in between. Sending never
+raises (see `AlertWebhook.send`): a receiver that is down costs the alert, never the sensor.
 """
 
 from __future__ import annotations
@@ -49,9 +52,8 @@ from dagster import (
     sensor,
 )
 
-from analytics_assets.internals import planned_check_asset_key
+from analytics_assets.internals import freshness_states, planned_check_asset_key
 from analytics_assets.watching.alerts import ASSET_STALE, CHECK_FAILED, RUN_FAILED, Alert, AlertWebhook
-from analytics_assets.watching.checks.freshness import FRESHNESS_PARAMS_METADATA_KEY
 
 SENSOR_NAME = "webhook_alerts"
 INTERVAL_SECONDS = 60
@@ -110,32 +112,72 @@ def _records(instance: DagsterInstance, run_id: str, of_type: DagsterEventType) 
 
 
 def _check_alerts(instance: DagsterInstance, run: DagsterRun, ours: frozenset[AssetKey]) -> list[Alert]:
-    """Alerts for the failed checks of a run on our assets: at ERROR, and every freshness check (stale)."""
+    """Alerts for the checks of a run on our assets that failed at ERROR."""
     alerts = []
     for record in _records(instance, run.run_id, DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.event_log_entry.asset_check_evaluation
         if evaluation is None or evaluation.passed or evaluation.asset_key not in ours:
             continue
-        stale = FRESHNESS_PARAMS_METADATA_KEY in evaluation.metadata
-        if not stale and evaluation.severity != AssetCheckSeverity.ERROR:
+        if evaluation.severity != AssetCheckSeverity.ERROR:
             continue
-        details = {k: v.value for k, v in evaluation.metadata.items() if k != FRESHNESS_PARAMS_METADATA_KEY}
-        asset = evaluation.asset_key.to_user_string()
-        summary = evaluation.description or f"{evaluation.check_name} failed"
-        if stale:
-            summary = f"{asset} is stale: {summary} Check the nightly schedule and the last runs of {asset}."
         alerts.append(
             Alert(
-                kind=ASSET_STALE if stale else CHECK_FAILED,
+                kind=CHECK_FAILED,
                 severity=evaluation.severity.value,
-                summary=summary,
+                summary=evaluation.description or f"{evaluation.check_name} failed",
                 run_id=run.run_id,
-                asset=asset,
+                asset=evaluation.asset_key.to_user_string(),
                 check=evaluation.check_name,
-                details=details,
+                details={k: v.value for k, v in evaluation.metadata.items()},
             )
         )
     return alerts
+
+
+def _ago(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.1f} hours" if hours >= 1 else f"{seconds / 60:.0f} minutes"
+
+
+def late_alert(instance: DagsterInstance, key: AssetKey, since: float) -> Alert:
+    """The alert for an asset that turned late at `since`: when it was last materialized, by which run."""
+    asset = key.to_user_string()
+    last = instance.get_latest_materialization_event(key)
+    when = (
+        f"last materialized {_ago(time.time() - last.timestamp)} ago"
+        f" ({datetime.fromtimestamp(last.timestamp, UTC).isoformat(timespec='seconds')})"
+        if last is not None
+        else "never materialized"
+    )
+    return Alert(
+        kind=ASSET_STALE,
+        severity="WARN",
+        summary=(
+            f"{asset} is late: {when}, longer than its freshness policy allows. Check the nightly schedule"
+            f" and the last runs of {asset}."
+        ),
+        run_id=(last.run_id or None) if last is not None else None,  # "" for a materialization without a run
+        asset=asset,
+        details={"late_since": datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")},
+    )
+
+
+def _late_alerts(
+    instance: DagsterInstance, ours: frozenset[AssetKey], cursor: AlertCursor
+) -> tuple[list[Alert], dict[str, float]]:
+    """Alerts for the assets that turned late since the last tick, and the late assets to remember (by
+    key, when each turned late): an asset still late since the same moment was alerted before."""
+    late = {
+        key.to_user_string(): (key, state.since)
+        for key, state in freshness_states(instance, ours).items()
+        if state.state == "FAIL"
+    }
+    alerts = [
+        late_alert(instance, key, since)
+        for name, (key, since) in sorted(late.items())
+        if cursor.late.get(name) != since
+    ]
+    return alerts, {name: since for name, (_, since) in late.items()}
 
 
 def _first_line(text: str) -> str:
@@ -219,7 +261,8 @@ def launched_elsewhere(run: DagsterRun, context: SensorEvaluationContext) -> boo
 @dataclass
 class AlertCursor:
     """Where the sensor stands: runs that ended before `since` are done with (handled, or older than
-    the sensor); `seen` holds the runs handled since then, by id, with their end.
+    the sensor); `seen` holds the runs handled since then, by id, with their end; `late` the assets
+    alerted as late, with when each turned late.
 
     A run's record is updated when it ends and again whenever a tag is added (a retry, a user): the
     sensor asks for the runs updated after `since` and keeps those that ended after it and are not in
@@ -228,16 +271,18 @@ class AlertCursor:
 
     since: float
     seen: dict[str, float] = field(default_factory=dict)
+    late: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"since": self.since, "seen": self.seen}, sort_keys=True)
+        return json.dumps({"since": self.since, "seen": self.seen, "late": self.late}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> AlertCursor | None:
         """The cursor, or None for a first tick (no cursor, or one this sensor did not write)."""
         try:
             data = json.loads(text or "")
-            return cls(float(data["since"]), {str(k): float(v) for k, v in data["seen"].items()})
+            late = {str(k): float(v) for k, v in data.get("late", {}).items()}
+            return cls(float(data["since"]), {str(k): float(v) for k, v in data["seen"].items()}, late)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -247,7 +292,8 @@ def _end(record: RunRecord) -> float:
 
 
 def _tick(context: SensorEvaluationContext, webhook: AlertWebhook, ours: frozenset[AssetKey]) -> SkipReason:
-    """One tick: send the alerts of every run that ended since the last one; move the cursor on.
+    """One tick: send the alerts of every run that ended since the last one, and of every asset that
+    turned late; move the cursor on.
 
     Returns a SkipReason saying what it did (the sensor requests no runs). A run whose event log cannot
     be read is logged and tried again on the next ticks (while it ended less than LATE_SECONDS ago); it
@@ -284,8 +330,13 @@ def _tick(context: SensorEvaluationContext, webhook: AlertWebhook, ours: frozens
     since = now - LATE_SECONDS if held_back is None else min(now - LATE_SECONDS, held_back)
     since = max(cursor.since, since)
     seen = {run_id: end for run_id, end in cursor.seen.items() if end >= since}
-    context.update_cursor(AlertCursor(since, seen).to_json())
-    return SkipReason(f"{handled} ended run(s) looked at, {sent} alert(s) delivered.")
+    late_alerts, late = _late_alerts(context.instance, ours, cursor)
+    for alert in late_alerts:
+        sent += webhook.send(alert, context.log)
+    context.update_cursor(AlertCursor(since, seen, late).to_json())
+    return SkipReason(
+        f"{handled} ended run(s) looked at, {len(late)} asset(s) late, {sent} alert(s) delivered."
+    )
 
 
 def build_alert_sensor(
@@ -303,8 +354,8 @@ def build_alert_sensor(
         name=SENSOR_NAME,
         description=(
             "Alerts once per problem in every run of these assets, however started (UI, schedule, sensor,"
-            " dagster CLI, Python API): a check failing at ERROR, a failed freshness check (an asset not"
-            " materialized within 26 hours), a failed run (its failed steps, the assets not updated)."
+            " dagster CLI, Python API): a check failing at ERROR, a failed run (its failed steps, the"
+            " assets not updated); and once when an asset turns late under its freshness policy."
             " On by default. POSTs through the resource alert_webhook (ANALYTICS_ALERT_WEBHOOK_URL;"
             " logged as a warning when unset)."
         ),

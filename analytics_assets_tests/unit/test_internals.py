@@ -15,7 +15,12 @@ from dlt.sources.helpers.requests import Client
 from requests import Response
 from tenacity import Retrying
 
-from analytics_assets.internals import client_retrying, planned_check_asset_key, replace_generator
+from analytics_assets.internals import (
+    client_retrying,
+    freshness_states,
+    planned_check_asset_key,
+    replace_generator,
+)
 from analytics_assets.reading.arrow_pages import batched_pages
 
 # replace_generator
@@ -161,3 +166,26 @@ def test_planned_check_asset_key_names_the_asset_a_checks_only_run_checks() -> N
     # Why the hook: nothing public names the asset of this run (if one does now, use it instead).
     assert not run.asset_selection and run.asset_check_selection is None
     assert records[0].asset_key is None and event.asset_key is None
+
+
+# freshness_states
+
+
+def test_freshness_states_reads_the_state_each_asset_last_took() -> None:
+    """What the freshness daemon records (a `FreshnessStateChange`, reported without a run), read back per
+    asset: the latest state and when it was taken; an asset never judged is missing."""
+    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+
+    late, fresh, unjudged = dg.AssetKey(["a", "late"]), dg.AssetKey(["a", "fresh"]), dg.AssetKey("other")
+    with dg.instance_for_test() as instance:
+        for key, state, at in ((late, "PASS", 100.0), (late, "FAIL", 200.0), (fresh, "PASS", 150.0)):
+            instance.report_runless_asset_event(
+                FreshnessStateChange(
+                    key=key,
+                    new_state=FreshnessState(state),
+                    previous_state=FreshnessState.UNKNOWN,
+                    state_change_timestamp=at,
+                )
+            )
+        states = freshness_states(instance, [late, fresh, unjudged])
+    assert states == {late: ("FAIL", 200.0), fresh: ("PASS", 150.0)}

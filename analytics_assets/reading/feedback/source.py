@@ -43,6 +43,15 @@ RESPONSES_LOOKBACK_HOURS = 72
 updates (a response finished the next day). Updates older than this wait for the reconciliation."""
 
 
+def _without_anonymous_person(response: dict) -> dict:
+    """Drops `person` when it is null (an anonymous response). Loaded, a null `person` beside the
+    `person__id` and `person__user_id` columns of identified responses would be a column that never holds
+    a value, which dlt warns about in every load that has an anonymous response."""
+    if "person" in response and response["person"] is None:
+        del response["person"]
+    return response
+
+
 def feedback_config(
     base_url: str,
     api_key: str,
@@ -114,6 +123,7 @@ def feedback_config(
                     "ttc": {"data_type": "json"},
                     "variables": {"data_type": "json"},
                 },
+                "processing_steps": [{"map": _without_anonymous_person}],
                 "endpoint": {
                     "path": "/v1/management/responses",
                     "data_selector": "data",

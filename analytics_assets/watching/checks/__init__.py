@@ -3,7 +3,7 @@
 - `core`: what a check is, and the one check op per load op that runs them on one warehouse connection;
 - `table`: checks that query the table (emptiness, primary keys, seed columns, references, shares);
 - `history`: checks that compare with earlier materializations (row count drop, schema drift);
-- `freshness`: Dagster's freshness checks and the sensor that evaluates them;
-- `suite`: every check of this code location, from these builders and the per-API lists in
+- `suite`: every check of this code location (freshness is a policy on the assets, not a check:
+  `watching/freshness.py`), from these builders and the per-API lists in
   `audience.py` and `feedback.py`.
 """

@@ -1,5 +1,5 @@
 """Every data check of this code location: the standard checks of each table plus the per-API ones
-(`audience.py`, `feedback.py`), one check op per asset, and freshness. The blocking checks of a parent
+(`audience.py`, `feedback.py`), one check op per asset. The blocking checks of a parent
 (`segments`) are not in its check op: the load op runs them between the parent's write and its
 children's (`build_gates`, passed to the load op by `definitions.py`)."""
 
@@ -18,7 +18,6 @@ from analytics_assets.reading.history import history_tables
 from analytics_assets.watching.checks import audience as audience_checks
 from analytics_assets.watching.checks import feedback as feedback_checks
 from analytics_assets.watching.checks.core import Check, build_gate, build_load_checks
-from analytics_assets.watching.checks.freshness import build_freshness_checks
 from analytics_assets.watching.checks.history import row_count_drop, schema_drift
 from analytics_assets.watching.checks.table import (
     not_empty,
@@ -64,7 +63,7 @@ def standard_checks(resource: str, endpoint: Endpoint, must_have_data: bool, par
 
 
 def checks_of(api: _Api, resource: str) -> list[Check]:
-    """All data checks of one table (freshness aside)."""
+    """All data checks of one table."""
     standard = standard_checks(
         resource,
         api.catalog[resource],
@@ -94,7 +93,7 @@ def build_gates() -> dict[AssetKey, Gate]:
     return gates
 
 
-def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
+def build_asset_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
     """One check op per asset (`<api>_<resource>_checks`), holding the data checks of its table but the
     blocking ones (the load op's: `build_gates`).
 
@@ -111,10 +110,3 @@ def build_data_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDef
             checks = {key: [c for c in checks_of(api, key.path[-1]) if not c.blocking]}
             result.append(build_load_checks(f"{api.name}_{key.path[-1]}", dataset=api.name, checks=checks))
     return result
-
-
-def build_asset_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
-    """Every asset check but the blocking ones: the data checks of each asset, and a freshness check on
-    every asset."""
-    keys: list[AssetKey] = sorted({key for a in assets for key in a.keys}, key=lambda k: k.to_user_string())
-    return [*build_data_checks(assets), *build_freshness_checks(keys)]
