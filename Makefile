@@ -51,7 +51,7 @@ test-fast: install
 	$(VENV_BIN)/pytest -m "not slow"
 
 ## bench: the performance benchmark against the sandbox (default scale: a few minutes on 2 cores), see the
-## README's "Performance"; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
+## README's "Performance" and benchmarks/README.md; options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--scale 10"
 bench: install
 	$(VENV_BIN)/python -m benchmarks $(BENCH_ARGS)
 

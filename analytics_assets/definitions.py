@@ -39,7 +39,7 @@ defs = Definitions(
         "alert_webhook": AlertWebhook(),
     },
     # Every step of a run in the run's own process: a step process costs more than it saves. Measured
-    # again (README, "Performance"): the multiprocess executor, its forkserver preloading
+    # again (benchmarks/README.md): the multiprocess executor, its forkserver preloading
     # the definitions and what a step imports, one step of an API at a time, the DuckDB lock held only
     # where the file is opened. Each step process still took 3-6 s to start (the instance, the job) on
     # the loaded 2 cores, the forkserver imported the code location again (32-43 s there), and the two
@@ -47,7 +47,7 @@ defs = Definitions(
     # ran 67.5 s from first request to last response against 52.0 s in process, in the same session.
     # The load is one op (`loading/assets.py`): every endpoint of both APIs read side by side, so no
     # check step runs between the first request of a sync and its last; measured equal to the three load
-    # steps with reads ahead it replaced (README, "Performance"). Pools still apply to in-process steps.
+    # steps with reads ahead it replaced (benchmarks/README.md). Pools still apply to in-process steps.
     # A step starts once the outputs it needs exist, even when the step that made them failed: one
     # failed endpoint keeps none of the checks of the endpoints loaded beside it from running.
     executor=in_process_executor.configured(

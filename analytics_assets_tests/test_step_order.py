@@ -1,7 +1,7 @@
 """The order of a run's steps: one load step, then the checks.
 
 The run executes its steps one at a time; a check step run between the first request of a sync and its
-last would lengthen it (README, "Performance"). All endpoints of both APIs load in one op
+last would lengthen it (benchmarks/README.md). All endpoints of both APIs load in one op
 (`analytics_load`), segments' blocking checks inside it, so no check step can run in between.
 """
 
