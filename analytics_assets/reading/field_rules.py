@@ -215,10 +215,11 @@ class FieldStep(ItemTransform[Any, dict[str, Any]]):
         if self._resource is None:
             return  # not bound to a resource's pipe
         try:
-            state = dlt.current.resource_state(self._resource)
+            resources = dlt.current.source_state().get("resources") or {}
         except (SourceSectionNotAvailable, PipelineStateNotAvailable):
             return  # outside a pipeline's extract: nothing to note
+        before = (resources.get(self._resource) or {}).get(FORM_STATE)
         form = self.rules.form()
-        # A table that never had rules keeps no form: its state changes only once it has some.
-        if state.get(FORM_STATE) != form and (self.rules or FORM_STATE in state):
-            state[FORM_STATE] = form
+        # Read first, written only when it changes: a table that never had rules keeps its state as it was.
+        if before != form and (self.rules or before is not None):
+            dlt.current.resource_state(self._resource)[FORM_STATE] = form

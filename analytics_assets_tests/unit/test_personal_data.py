@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
 
 from analytics_assets.reading.field_rules import FieldRules, FieldStep, Hasher
@@ -187,3 +189,22 @@ def test_a_change_since_the_last_load_is_said_and_a_key_change_needs_a_refresh()
         )
     # A table loaded before any rule was recorded: the form without rules.
     assert form_change("audience", "peoples", FieldRules().form(), FieldRules(), ("id",)) is None
+
+
+def test_the_form_is_noted_in_the_resources_state_only_once_it_has_rules(tmp_path: Path) -> None:
+    def extract(rules: FieldRules) -> dict[str, Any]:
+        @dlt.resource(name="peoples")
+        def peoples() -> Any:
+            yield [{"id": "p1", "email": "a@example.com"}]
+
+        resource = peoples()
+        resource.add_step(FieldStep(rules))
+        pipeline = dlt.pipeline("form_state", pipelines_dir=str(tmp_path))
+        pipeline.extract(dlt.source(lambda: [resource], name="form_state")())
+        resources = (pipeline.state.get("sources") or {}).get("form_state", {}).get("resources", {})
+        return dict(resources.get("peoples") or {})
+
+    assert extract(FieldRules()) == {}  # no rules, none before: the state is left alone
+    hashed = FieldRules(hashed=(("email",),), hasher=Hasher(KEY))
+    assert extract(hashed) == {"personal_data": hashed.form()}
+    assert extract(FieldRules()) == {"personal_data": FieldRules().form()}  # the rules were removed
