@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +28,6 @@ Path = tuple[str, ...]
 FORM_STATE = "personal_data"
 """The key, in a resource's dlt state, of the form its last load wrote the fields in (`FieldRules.form`)."""
 _BLOCK = 64  # SHA-256's block size: HMAC pads the key to it
-_CACHE_SIZE = 100_000
-"""Hashes kept per resource and run: `segment_people` repeats a person in every segment they are in."""
 
 
 class Hasher:
@@ -64,6 +62,18 @@ class Hasher:
             return self.digest(value.encode())
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return self.digest(text.encode())
+
+    def hash_all(self, texts: Iterable[str]) -> dict[str, str]:
+        """The hash of each string, by string: the loop a column's values go through (no call per value)."""
+        inner_copy, outer_copy = self._inner.copy, self._outer.copy
+        result = {}
+        for text in texts:
+            inner = inner_copy()
+            inner.update(text.encode())
+            outer = outer_copy()
+            outer.update(inner.digest())
+            result[text] = outer.hexdigest()
+        return result
 
     def fingerprint(self) -> str:
         """A short mark of the key, to tell a run whether the key changed since the last load (the hash of
@@ -110,40 +120,11 @@ def _containers(value: Any, path: Path) -> Iterable[dict[str, Any]]:
             yield from _containers(value[path[0]], path[1:])
 
 
-class _Hashes:
-    """The hashes of one resource's values, each value hashed once per run (up to `_CACHE_SIZE`)."""
-
-    def __init__(self, hasher: Hasher) -> None:
-        self._hash = hasher.hash
-        self._known: dict[Any, str] = {}
-
-    def of(self, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            found = self._known.get(value)
-        except TypeError:  # an object or a list: hashed as JSON, not kept
-            return self._hash(value)
-        if found is None:
-            found = self._hash(value)
-            if len(self._known) >= _CACHE_SIZE:
-                self._known.clear()
-            self._known[value] = found
-        return found
-
-    def column(self, values: list[Any]) -> dict[Any, str]:
-        """Hashes of a column's values, each distinct value hashed once."""
-        result: dict[Any, str] = {}
-        for value in set(values):
-            result[value] = self.of(value)
-        return result
-
-
-def apply(rules: FieldRules, hashes: _Hashes | None, rows: list[dict[str, Any]]) -> None:
+def apply(rules: FieldRules, rows: list[dict[str, Any]]) -> None:
     """Drop and hash the fields of `rules` in `rows`, in place.
 
-    A top-level field is hashed a column at a time (its distinct values once each, then written back);
-    a nested one record by record.
+    A top-level field is hashed a column at a time: its distinct strings in one loop (`Hasher.hash_all`),
+    then written back; a nested one, or a value of another type, one at a time.
     """
     for path in rules.excluded:
         if len(path) == 1:
@@ -153,23 +134,21 @@ def apply(rules: FieldRules, hashes: _Hashes | None, rows: list[dict[str, Any]])
         else:
             for container in _containers(rows, path):
                 container.pop(path[-1], None)
-    if hashes is None:
+    hasher = rules.hasher
+    if hasher is None:
         return
     for path in rules.hashed:
         name = path[-1]
         if len(path) == 1:
             values = [row.get(name) for row in rows]
-            try:
-                by_value = hashes.column(values)
-            except TypeError:  # objects or lists in the column: one at a time
-                by_value = None
+            by_text = hasher.hash_all({v for v in values if type(v) is str})
             for row, value in zip(rows, values, strict=True):
                 if value is not None:
-                    row[name] = by_value[value] if by_value is not None else hashes.of(value)
+                    row[name] = by_text[value] if type(value) is str else hasher.hash(value)
         else:
             for container in _containers(rows, path):
-                if name in container:
-                    container[name] = hashes.of(container[name])
+                if container.get(name) is not None:
+                    container[name] = hasher.hash(container[name])
 
 
 class FieldStep(ItemTransform[Any, dict[str, Any]]):
@@ -187,8 +166,6 @@ class FieldStep(ItemTransform[Any, dict[str, Any]]):
     def __init__(self, rules: FieldRules, record_form: bool = True) -> None:
         super().__init__(lambda item: item)
         self.rules = rules
-        self._hashes = _Hashes(rules.hasher) if rules.hashed and rules.hasher else None
-        self._apply: Callable[[list[dict[str, Any]]], None] = lambda rows: apply(rules, self._hashes, rows)
         self._record_form = record_form
         self._resource: str | None = None
         self._lock = threading.Lock()
@@ -202,9 +179,9 @@ class FieldStep(ItemTransform[Any, dict[str, Any]]):
             self._note_form()
         if isinstance(item, list):
             if self.rules:
-                self._apply([row for row in item if isinstance(row, dict)])
+                apply(self.rules, [row for row in item if isinstance(row, dict)])
         elif isinstance(item, dict) and self.rules:
-            self._apply([item])
+            apply(self.rules, [item])
         return item
 
     def _note_form(self) -> None:
