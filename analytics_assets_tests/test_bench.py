@@ -101,6 +101,28 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
     assert "| measure" in done.stdout and str(result) in done.stdout
 
 
+@pytest.mark.timeout(300)
+def test_the_hashing_benchmark_runs_at_tiny_scale(tmp_path: Path) -> None:
+    """`make bench BENCH_ARGS=--hash-email`: the people load with and without the email hashed, each run
+    reading every person (the hashed run checks that its emails are hashes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--hash-email", "--tiny", "--pairs=1", f"--out={tmp_path}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [result] = tmp_path.glob("*-hash-email-tiny.json")
+    hashing = json.loads(result.read_text())["hash_email"]
+    for name in ("plain", "hashed"):
+        assert len(hashing[name]["rows_per_s"]) == 1 and hashing[name]["median_rows_per_s"] > 0, name
+    assert hashing["hashed_vs_plain"] > 0
+    assert "| hashed email |" in done.stdout
+
+
 def test_the_postgres_file_format_benchmark_runs_at_tiny_scale() -> None:
     """`make bench-postgres` at tiny scale: both formats load the same rows, and the only difference
     it finds is the one it documents (`csv` loads an empty string as NULL)."""

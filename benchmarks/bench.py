@@ -21,9 +21,15 @@ Starts the sandbox at the chosen scale in a process of its own and measures:
 
 Prints a table and writes the figures as JSON to `benchmarks/results/<date>.json`.
 
+`--hash-email` measures only `audience/peoples`, with `audience.peoples.email` hashed
+(`ANALYTICS_HASHED_FIELDS`) against the same load without, in pairs on one sandbox, each pair in the
+other order than the one before (plain-hashed, hashed-plain, ...), so that a machine growing busier
+weighs on both alike: `benchmarks/results/<date>-hash-email.json`.
+
     .venv/bin/python -m benchmarks             # default scale, a few minutes on 2 cores
     .venv/bin/python -m benchmarks --scale 10  # 10x the people
     .venv/bin/python -m benchmarks --tiny      # seconds: checks that every measure works
+    .venv/bin/python -m benchmarks --hash-email --pairs 3   # hashing's cost on the people load
 """
 
 from __future__ import annotations
@@ -252,14 +258,64 @@ def measure_all_assets(sandbox: SandboxProcess, workspace: Workspace) -> dict[st
     }
 
 
-def measure_peoples(sandbox: SandboxProcess, workspace: Workspace) -> dict[str, Any]:
-    place = workspace.new("peoples")
-    measured = worker(["project", "--select=audience/peoples"], load_env(sandbox, place), place)
+def measure_peoples(sandbox: SandboxProcess, workspace: Workspace, **settings: str) -> dict[str, Any]:
+    place = workspace.new("peoples_hashed" if settings else "peoples")
+    measured = worker(["project", "--select=audience/peoples"], load_env(sandbox, place, **settings), place)
+    if settings:  # the settings took: the emails are hashes (64 hex digits), not addresses
+        import duckdb
+
+        with duckdb.connect(str(place / "warehouse.duckdb"), read_only=True) as con:
+            shapes = con.execute(
+                "select distinct length(email), email like '%@%' from audience.peoples"
+            ).fetchall()
+        assert shapes == [(64, False)], f"the hashed run loaded emails of another shape: {shapes}"
     return {
         **throughput(measured, "audience.peoples"),
         "import_seconds": measured.result["import_seconds"],
         "steps_seconds": measured.result["steps_seconds"],
     }
+
+
+HASHED_EMAIL = {
+    "ANALYTICS_HASHED_FIELDS": "audience.peoples.email",
+    "ANALYTICS_HASH_KEY": "benchmark-only-key-0123456789abcdef",  # not a secret: sandbox data
+}
+
+
+def measure_hashing(scale: Scale, workspace: Workspace, pairs: int) -> dict[str, Any]:
+    """`audience/peoples` with the email hashed and without, `pairs` times each, interleaved."""
+    runs: dict[str, list[dict[str, Any]]] = {"plain": [], "hashed": []}
+    with SandboxProcess(workspace.new("sandbox"), people=scale.people, responses=scale.responses) as sandbox:
+        for pair in range(pairs):
+            for name in ("plain", "hashed") if pair % 2 == 0 else ("hashed", "plain"):
+                log(f"peoples, {name} email ({pair + 1}/{pairs}, {scale.people:,} people)")
+                runs[name].append(
+                    measure_peoples(sandbox, workspace, **(HASHED_EMAIL if name == "hashed" else {}))
+                )
+    result: dict[str, Any] = {
+        name: {
+            "rows_per_s": [r["rows_per_s"] for r in measured],
+            "seconds": [r["seconds"] for r in measured],
+            "median_rows_per_s": statistics.median(r["rows_per_s"] for r in measured),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in measured),
+        }
+        for name, measured in runs.items()
+    }
+    result["hashed_vs_plain"] = result["hashed"]["median_rows_per_s"] / result["plain"]["median_rows_per_s"]
+    return result
+
+
+def hashing_table(figures: dict[str, Any]) -> str:
+    hashing = figures["hash_email"]
+    lines = ["| audience/peoples | median rows/s | each run, rows/s | peak RSS MB |", "|---|---:|---|---:|"]
+    for name in ("plain", "hashed"):
+        each = ", ".join(_n(v) for v in hashing[name]["rows_per_s"])
+        lines.append(
+            f"| {name} email | {_n(hashing[name]['median_rows_per_s'])} | {each} |"
+            f" {hashing[name]['peak_rss_mb']:.0f} |"
+        )
+    lines.append(f"\nhashed / plain: {hashing['hashed_vs_plain']:.3f}")
+    return "\n".join(lines)
 
 
 # -- syncs through the dagster CLI ------------------------------------------------------------------
@@ -611,10 +667,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not load 1,000,000 people for the memory measure (the slowest part)",
     )
+    parser.add_argument(
+        "--hash-email",
+        action="store_true",
+        help="only audience/peoples, with audience.peoples.email hashed against without, interleaved",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="with --hash-email: runs of each (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder of the JSON result")
     parser.add_argument("--workdir", type=Path, help="keep warehouses and logs here (default: a temp dir)")
     args = parser.parse_args(argv)
     scale = TINY if args.tiny else scale_for(args.scale)
+    if args.hash_email:
+        return main_hashing(scale, args)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as root:
         figures = run(scale, Workspace(Path(root)), args.skip_large_memory)
     date = dt.date.today().isoformat()
@@ -627,5 +691,28 @@ def main(argv: list[str] | None = None) -> int:
         f" {figures['machine']['cpus']} CPUs, {figures['seconds']:.0f} s\n"
     )
     print(table(figures))
+    print(f"\nFigures: {path}")
+    return 0
+
+
+def main_hashing(scale: Scale, args: argparse.Namespace) -> int:
+    """`--hash-email`: the people load with and without the email hashed."""
+    figures: dict[str, Any] = {"scale": asdict(scale), "machine": machine()}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as root:
+        figures["hash_email"] = measure_hashing(scale, Workspace(Path(root)), max(args.pairs, 1))
+    figures["seconds"] = time.monotonic() - started
+    figures["machine"]["load_average_end"] = os.getloadavg()
+    date = figures["date"] = dt.date.today().isoformat()
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if scale.name == "default" else f"-{scale.name}"
+    path = args.out / f"{date}-hash-email{suffix}.json"
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+    load = ", ".join(f"{v:.2f}" for v in figures["machine"]["load_average"])
+    print(
+        f"\nanalytics_assets benchmark, hashing, {date}, scale {scale.name} ({scale.people:,} people),"
+        f" {figures['machine']['cpus']} CPUs, load average at start {load}, {figures['seconds']:.0f} s\n"
+    )
+    print(hashing_table(figures))
     print(f"\nFigures: {path}")
     return 0

@@ -57,6 +57,14 @@ from analytics_assets.reading.history import (
     refresh_current_view,
 )
 from analytics_assets.reading.naming import pipeline_naming
+from analytics_assets.reading.personal_data import (
+    PersonalData,
+    PersonalDataSettingError,
+    change_warning,
+    form_change,
+    personal_data,
+    stored_form,
+)
 from analytics_assets.reading.settings import source_setting
 from analytics_assets.reading.sweep import (
     ServedKeys,
@@ -101,15 +109,18 @@ class SyncConfig(Config):
         return self.full_scan or self.refresh, self.refresh
 
 
-def configured_source(api: Api, synced_at: datetime | None = None, **options: Any) -> DltSource:
+def configured_source(
+    api: Api, synced_at: datetime | None, privacy: PersonalData, **options: Any
+) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
-    history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`.
+    history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`, its personal data hashed and
+    excluded as `privacy` says (`personal_data.py`, read once per run).
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
     """
     try:
-        source = api.source(**options)
+        source = api.source(**options, field_rules=privacy.for_api(api))
     except ValueError as error:  # a base URL the key must not travel to
         raise Failure(description=str(error)) from None
     except ConfigFieldMissingException as error:
@@ -163,10 +174,14 @@ class _Load:
         catalog: Mapping[str, Endpoint],
         config: SyncConfig,
         warehouse: WarehouseResource,
+        privacy: PersonalData,
         refusal: KeyRefusal | None = None,
     ) -> None:
         self.log = log
         self.api = api
+        self.privacy = privacy
+        self.form_changes: dict[str, str] = {}
+        """What changed in how each table's fields are written since its last load (`form_change`)."""
         self.file_format = warehouse.loader_file_format()
         self.max_row_drop = warehouse.max_row_drop_share()
         self.catalog = catalog
@@ -178,7 +193,12 @@ class _Load:
         """The sync's time: history tables open and close versions at it."""
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
-            api, self.synced_at, full_scan=self.full_scan, served_keys=self.served, request_stats=self.stats
+            api,
+            self.synced_at,
+            privacy,
+            full_scan=self.full_scan,
+            served_keys=self.served,
+            request_stats=self.stats,
         )
 
     def source(self, load: EndpointLoad) -> DltSource:
@@ -188,6 +208,7 @@ class _Load:
             source = configured_source(
                 self.api,
                 self.synced_at,
+                self.privacy,
                 full_scan=self.full_scan,
                 served_keys=self.served,
                 request_stats=self.stats,
@@ -197,11 +218,28 @@ class _Load:
 
     def extract(self, load: EndpointLoad) -> None:
         check_switch(load.pipeline, self.api.name, load.resource, self.refresh)
+        self.check_form(load)
         load.pipeline.extract(
             self.source(load),
             refresh="drop_resources" if self.refresh else None,
             loader_file_format=self.file_format,
         )
+
+    def check_form(self, load: EndpointLoad) -> None:
+        """Note how this run writes the table's fields differently from its last load (a refresh rewrites
+        every row: nothing to say); raises `PersonalDataSwitchError` when that touches its key."""
+        if self.refresh:
+            return
+        resource = load.resource
+        change = form_change(
+            self.api.name,
+            resource,
+            stored_form(load.pipeline, resource),
+            self.privacy.rules(self.api.name, resource),
+            self.catalog[resource].primary_key,
+        )
+        if change:
+            self.form_changes[resource] = change
 
     def read(self, load: EndpointLoad) -> None:
         """Extract one endpoint; where the server no longer has its seed path, from its successor."""
@@ -307,7 +345,12 @@ class _Load:
             )
             repair = ServedKeys()
             source = configured_source(
-                self.api, self.synced_at, full_scan=True, served_keys=repair, request_stats=self.stats
+                self.api,
+                self.synced_at,
+                self.privacy,
+                full_scan=True,
+                served_keys=repair,
+                request_stats=self.stats,
             ).with_resources(resource)
             pipeline.extract(
                 source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format
@@ -322,11 +365,14 @@ class _Load:
         return result
 
     def described(self, metadata: Mapping[str, Any], load: EndpointLoad) -> dict[str, Any]:
-        """dlt's materialization metadata with the column descriptions of the endpoint's documented fields."""
+        """dlt's materialization metadata with the column descriptions of the endpoint's documented fields
+        (a hashed one says so)."""
         result = dict(metadata)
         schema = result.get(COLUMN_SCHEMA)
         if isinstance(schema, TableSchema):
-            descriptions = self.api.columns.get(load.resource, {})
+            descriptions = self.privacy.describe(
+                self.api.name, load.resource, self.api.columns.get(load.resource, {})
+            )
             result[COLUMN_SCHEMA] = with_descriptions(schema, descriptions, pipeline_naming(load.pipeline))
         return result
 
@@ -436,6 +482,10 @@ def build_load_assets(
             raise Failure(
                 description=f"Run config `apis` names no API of this code location: {', '.join(unknown)}."
             )
+        try:  # before any request: a field meant to stay out must not load because of a typo
+            privacy = personal_data()
+        except PersonalDataSettingError as error:
+            raise Failure(description=str(error)) from None
         selected = {
             api.name: [r for r in api.catalog if AssetKey([api.name, r]) in context.selected_asset_keys]
             for api in apis
@@ -445,6 +495,7 @@ def build_load_assets(
         lines: list[str] = []
         loaded = 0
         runs: list[_Load] = []
+        form_changes: dict[str, list[str]] = {}  # by API: tables written differently from this run on
         with ExitStack() as stack:
             # The lock order of `locks.py`: the API locks in the order of `APIS` (audience, then feedback),
             # each waited for within the bound, then the warehouse's.
@@ -455,13 +506,13 @@ def build_load_assets(
             for api in loading:
                 names = selected[api.name]
                 try:
-                    run = _Load(context.log, api, api.catalog, config, warehouse)
+                    run = _Load(context.log, api, api.catalog, config, warehouse, privacy)
                     # A child's read reads its parent's list again (dlt's transformer): its served keys are
                     # its own, or the parent's would count every key twice and the child's sweep would
                     # prove nothing. One key refusal per API still.
                     children = [r for r in names if api.catalog[r].parent]
                     child_run = (
-                        _Load(context.log, api, api.catalog, config, warehouse, run.stats.refusal)
+                        _Load(context.log, api, api.catalog, config, warehouse, privacy, run.stats.refusal)
                         if children
                         else None
                     )
@@ -518,6 +569,8 @@ def build_load_assets(
                 else:
                     context.log.warning(endpoint.unavailable)
                 loaded += 1
+                if endpoint.resource in run.form_changes:
+                    form_changes.setdefault(run.api.name, []).append(run.form_changes[endpoint.resource])
                 yield MaterializeResult(asset_key=key, metadata=metadata)
                 gate = gates.get(key)
                 if gate is None:
@@ -539,6 +592,8 @@ def build_load_assets(
                     for child in runs:
                         if child.api is run.api and child is not run:
                             child.stats.stop()  # a child's long list ends at its next request
+        if form_changes:  # once per run, for every table loaded in the new form
+            context.log.warning(change_warning(form_changes))
         if any(failed.values()):
             raise Failure(
                 description=_failure_message(failed, loaded, lines),

@@ -19,10 +19,14 @@ def with_descriptions(
 
     Args:
         schema: The column schema of one table, as dlt's schema gives it.
-        descriptions: What each field means, by its name on the wire (`firstName`).
-        naming: The naming convention that named the table's columns (`first_name`).
+        descriptions: What each field means, by its name on the wire (`firstName`; a nested object's
+            field with dots: `companyInfo.domain`).
+        naming: The naming convention that named the table's columns (`first_name`, `company_info__domain`).
     """
-    by_column = {naming.normalize_identifier(field): text for field, text in descriptions.items()}
+    by_column = {
+        naming.make_path(*(naming.normalize_identifier(name) for name in field.split("."))): text
+        for field, text in descriptions.items()
+    }
     return TableSchema(
         columns=[
             TableColumn(

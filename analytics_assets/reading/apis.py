@@ -13,6 +13,7 @@ from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.reading.audience import columns as audience_columns
 from analytics_assets.reading.audience.source import (
+    LOADER_FIELDS,
     REAL_KEY_HEADER,
     AudienceSettings,
     audience,
@@ -49,6 +50,9 @@ class Api:
     columns: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """What each documented field means, by resource, then by field name on the wire (`<api>/columns.py` here):
     the column descriptions of the UI's column schema."""
+    loader_fields: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Fields the loader adds to the API's records, by resource, with where each comes from (a child's
+    copy of its parent's id): not the API's, so neither hashed nor excluded."""
 
     def env_var(self, setting: str) -> str:
         """The environment variable dlt reads a setting of this source from."""
@@ -82,6 +86,7 @@ AUDIENCE = Api(
     base_url_shape="ending in /v1",
     real_key_header=REAL_KEY_HEADER,
     columns=audience_columns.COLUMNS,
+    loader_fields=LOADER_FIELDS,
 )
 FEEDBACK = Api(
     name="feedback",

@@ -15,7 +15,7 @@ from typing import Any
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from dlt.sources.rest_api import RESTAPIConfig
 
-_PARENT_PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.\w+\}")
+_PARENT_PLACEHOLDER = re.compile(r"\{resources\.(\w+)\.(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Endpoint:
     """Where the records are in a response (`$`: the root is the list)."""
     limit_param: str | None = None
     """The query parameter that sets the page size, for an offset-paged list."""
+    parent_field: str | None = None
+    """The field of the parent's records a child's path is requested with (`id` of `segments`)."""
+    json_columns: tuple[str, ...] = ()
+    """Fields loaded as one JSON column each (their names inside are the customer's own or arbitrary)."""
 
     def description(self, api: str) -> str:
         """A Markdown description for the asset page."""
@@ -104,5 +108,11 @@ def endpoints(config: RESTAPIConfig) -> Mapping[str, Endpoint]:
             stops_early=bool(incremental.get("row_order")),
             data_selector=str(endpoint.get("data_selector", "$")),
             limit_param=paginator.limit_param if isinstance(paginator, OffsetPaginator) else None,
+            parent_field=parent.group(2) if parent else None,
+            json_columns=tuple(
+                column
+                for column, hints in (resource.get("columns") or {}).items()  # type: ignore[union-attr]
+                if hints.get("data_type") == "json"
+            ),
         )
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -21,6 +21,7 @@ from requests import Request, Response
 from analytics_assets.internals import replace_generator
 from analytics_assets.reading.arrow_pages import ArrowPages, batched_pages
 from analytics_assets.reading.catalog import endpoints
+from analytics_assets.reading.field_rules import FieldRules, FieldStep
 from analytics_assets.reading.settings import env_var
 from analytics_assets.reading.sweep import ServedKeys
 from analytics_assets.reading.transport import Transport, check_base_url, expect_json
@@ -161,13 +162,15 @@ def assemble(
     served_keys: ServedKeys | None = None,
     allow_insecure_http: bool = False,
     arrow_resources: Collection[str] = (),
+    field_rules: Mapping[str, FieldRules] | None = None,
 ) -> list[DltResource]:
     """The dlt resources of a declarative config, wired for a run.
 
     Adds what every endpoint needs and the configs leave out: the source's session (retries, pacing,
     observation), a check of every page before dlt reads it, path-safe parent values for child paths,
-    and the recording of served keys for the sweep. The pages of `arrow_resources` go to dlt as Arrow
-    tables where that changes nothing in the warehouse (`arrow_pages.py`).
+    the fields hashed and dropped (`field_rules`, by resource: `field_rules.py`) and the recording of
+    served keys for the sweep. The pages of `arrow_resources` go to dlt as Arrow tables where that
+    changes nothing in the warehouse (`arrow_pages.py`).
     """
     client = config["client"]
     check_base_url(api, client["base_url"], env_var(api, "base_url"), allow_insecure_http)
@@ -182,6 +185,7 @@ def assemble(
         for parent, field in _PLACEHOLDER.findall(str(endpoint.get("path", ""))):
             steps = by_name[parent].get("processing_steps") or []
             by_name[parent]["processing_steps"] = [*steps, {"map": _path_safe(field)}]
+        _fit_column_hints(resource, (field_rules or {}).get(str(resource["name"])))
     offset_params = {
         str(paginator.param_name)
         for resource in by_name.values()
@@ -195,6 +199,10 @@ def assemble(
                 paginator.on_end_unseen = served_keys.reporter(name)
                 paginator.on_moved = served_keys.mover(name)
     built = rest_api_resources(config)
+    if field_rules is not None:
+        # Before the served keys are recorded: a hashed key is recorded, swept and checked as its hash.
+        for dlt_resource in built:
+            dlt_resource.add_step(FieldStep(field_rules.get(dlt_resource.name, FieldRules())))
     if served_keys is not None:
         served_keys.track(config, built)  # first: before any step added below or later (history's)
     # dlt 1.31 drops `parallelized` from top-level rest_api resources (their generator takes an
@@ -213,6 +221,21 @@ def assemble(
             key = endpoints(config)[dlt_resource.name].primary_key
             dlt_resource.add_step(ArrowPages(dlt_resource.name, key, _keeps_history(dlt_resource)))
     return built
+
+
+def _fit_column_hints(resource: Any, rules: FieldRules | None) -> None:
+    """A config's column hints that still fit the fields as loaded: none for an excluded field (a hinted
+    column is created even without data), text for a hashed one (a JSON column would hold a quoted hash)."""
+    columns = resource.get("columns")
+    if not rules or not isinstance(columns, dict):
+        return
+    columns = resource["columns"] = dict(columns)
+    for path in rules.excluded:
+        if len(path) == 1:
+            columns.pop(path[0], None)
+    for path in rules.hashed:
+        if len(path) == 1 and path[0] in columns:
+            columns[path[0]] = {**columns[path[0]], "data_type": "text"}
 
 
 def _keeps_history(resource: DltResource) -> Callable[[], bool]:

@@ -25,3 +25,11 @@ def test_the_catalog_says_how_to_ask_each_endpoint_for_one_page() -> None:
     # Parents come before their children: the connection test asks a child with a parent's id.
     assert list(AUDIENCE.catalog).index("segments") < list(AUDIENCE.catalog).index("segment_people")
     assert AUDIENCE.catalog["segment_people"].parent == "segments"
+
+
+def test_a_childs_parent_field_and_the_json_columns_are_read_from_the_config() -> None:
+    assert AUDIENCE.catalog["segment_people"].parent_field == "id"
+    assert AUDIENCE.catalog["peoples"].parent_field is None
+    assert AUDIENCE.catalog["segments"].json_columns == ("conditions",)
+    assert FEEDBACK.catalog["responses"].json_columns == ("data", "ttc", "variables")
+    assert FEEDBACK.catalog["identified_peoples"].json_columns == ("attributes",)

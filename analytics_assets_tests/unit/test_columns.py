@@ -50,3 +50,11 @@ def test_every_described_resource_is_an_endpoint_and_the_seeds_fields_are_descri
     assert {"account_id", "name", "created_at"} <= {
         naming.normalize_identifier(f) for f in AUDIENCE.columns["accounts"]
     }
+
+
+def test_a_nested_objects_field_describes_its_flattened_column() -> None:
+    dlt_schema = TableSchema(columns=[TableColumn("company_info__crm__provider", "text")])
+    described = with_descriptions(
+        dlt_schema, {"companyInfo.crm.provider": "The CRM."}, snake_case.NamingConvention()
+    )
+    assert [c.description for c in described.columns] == ["The CRM."]

@@ -3,8 +3,13 @@
 From the seed's documented schemas (people: id, email, first and last name, created and updated at;
 accounts: account id, name, created at) and the API's public description. Keyed by resource, then by
 the field's name on the wire (camelCase): the loader finds each field's column through the
-warehouse's naming convention (`firstName` -> `first_name`). Nested objects and lists become columns
-and tables of their own and are not described here.
+warehouse's naming convention (`firstName` -> `first_name`). A field of a nested object is named with
+dots (`companyInfo.domain`, the column `company_info__domain`); a list's fields likewise (`fields.name`),
+though they land in a table of their own, whose columns are not described.
+
+These are also the fields `ANALYTICS_HASHED_FIELDS` and `ANALYTICS_EXCLUDED_FIELDS` may name
+(`personal_data.py`): a field the API serves that is missing here cannot be hashed or excluded until
+it is described.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ _PERSON: Mapping[str, str] = {
     "leadScore": "The person's lead score (a number).",
     "isEmailDisposable": "Whether the email address is a disposable one.",
     "tags": "The person's tags, comma-separated (`trial,vip`); an empty string when none.",
+    "plan": "The person's plan (a custom people field, listed by `fields`).",
+    "company": "The person's company (a custom people field, listed by `fields`).",
 }
 
 COLUMNS: Mapping[str, Mapping[str, str]] = {
@@ -31,6 +38,14 @@ COLUMNS: Mapping[str, Mapping[str, str]] = {
         "name": "The custom object schema's name (the key).",
         "displayNameSingular": "What one object of the schema is called in the app.",
         "displayNamePlural": "What several objects of the schema are called in the app.",
+        "fields": "The schema's fields (the table `schemas__fields`).",
+        "fields.name": "A field's name.",
+        "fields.type": "A field's type.",
+        "fields.title": "A field's title in the app.",
+        "associations": "The schema's associations with other objects (the table `schemas__associations`).",
+        "associations.name": "An association's name.",
+        "associations.objectName": "The object an association links to.",
+        "associations.type": "An association's kind (manyToMany, manyToOne...).",
     },
     "peoples": _PERSON,
     "accounts": {
@@ -42,6 +57,12 @@ COLUMNS: Mapping[str, Mapping[str, str]] = {
         "peopleCount": "How many people the account holds.",
         "site": "The account's website.",
         "industry": "The account's industry.",
+        "hasStripeAPIKey": "Whether the account connected Stripe (a flag: the key itself is never loaded).",
+        "companyInfo.domain": "The account's company domain.",
+        "companyInfo.crm.provider": "The CRM the account connected.",
+        "integrations": "The account's integrations (the table `accounts__integrations`).",
+        "integrations.provider": "An integration's provider.",
+        "integrations.connected": "Whether an integration is connected.",
     },
     "account_tags": {
         "tag": "The tag's name (the key).",
@@ -67,6 +88,7 @@ COLUMNS: Mapping[str, Mapping[str, str]] = {
         "format": "The field's format, if any.",
         "readOnly": "Whether the field can be edited.",
         "array": "Whether the field holds a list of values.",
+        "enum": "The values the field allows, if it lists them (the table `fields__enum`).",
     },
     "segment_people": {
         "segment_id": "The segment's id (part of the key, with `id`): one row per membership.",

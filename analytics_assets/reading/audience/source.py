@@ -12,6 +12,7 @@ is fixed (see shared api-notes):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dlt
@@ -20,6 +21,7 @@ from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
 from analytics_assets.reading.credentials import drop_credentials
+from analytics_assets.reading.field_rules import FieldRules
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
@@ -39,6 +41,10 @@ ARROW_RESOURCES = ("peoples",)
 warehouse (`arrow_pages.py`), which saves most of dlt's row-by-row normalizing. Not `segment_people`:
 a child's pages come one segment at a time (a few pages each), too few to join into tables large
 enough to pay for dlt's cost per Arrow item (measured: a table per page extracts slower than rows)."""
+
+
+LOADER_FIELDS = {"segment_people": {"segment_id": "the segment's id, copied from segments.id"}}
+"""Fields of a table the loader adds to the API's records, by table, with where they come from."""
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +167,7 @@ def audience(
     arrow_pages: bool = True,
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
+    field_rules: Mapping[str, FieldRules] | None = None,
 ) -> list[DltResource]:
     """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`;
     every argument of `AudienceSettings` is a setting too (`SOURCES__AUDIENCE__<ARGUMENT>`); the others
@@ -179,6 +186,8 @@ def audience(
             (`SOURCES__AUDIENCE__ARROW_PAGES=false`: every page as rows; the warehouse is the same).
         served_keys: Records the keys served, for sweeping deletions after the load.
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
+        field_rules: The fields to hash and to drop, by resource (`personal_data.PersonalData.for_api`);
+            None: every field loads as served.
     """
     transport = Transport(
         RetryPolicy(backoff_factor=retry_backoff_factor, timeout=request_timeout),
@@ -195,4 +204,5 @@ def audience(
         served_keys,
         allow_insecure_http,
         arrow_resources=ARROW_RESOURCES if arrow_pages else (),
+        field_rules=field_rules,
     )

@@ -2,8 +2,13 @@
 
 From the seed (every resource keyed on `id`) and the API's public description. Keyed by resource, then
 by the field's name on the wire (camelCase): the loader finds each field's column through the
-warehouse's naming convention (`surveyId` -> `survey_id`). Nested objects and lists become columns
-and tables of their own and are not described here.
+warehouse's naming convention (`surveyId` -> `survey_id`). A field of a nested object is named with
+dots (`meta.country`, the column `meta__country`); a list's fields likewise (`notes.text`), though they
+land in a table of their own, whose columns are not described. Inside a JSON column (`attributes`,
+`data`, `ttc`, `variables`) the names are the customer's own.
+
+These are also the fields `ANALYTICS_HASHED_FIELDS` and `ANALYTICS_EXCLUDED_FIELDS` may name
+(`personal_data.py`), and any name inside a JSON column (`identified_peoples.attributes.email`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,14 @@ COLUMNS: Mapping[str, Mapping[str, str]] = {
         "name": "The survey's name.",
         "type": "The survey's type.",
         "status": "draft, inProgress, paused or completed.",
+        "questions": "The survey's questions (the table `surveys__questions`).",
+        "questions.id": "A question's id (the keys of a response's `data` and `ttc`).",
+        "questions.type": "A question's type (nps, openText, rating, multipleChoiceSingle...).",
+        "questions.headline": "A question's text.",
+        "questions.required": "Whether a question must be answered.",
+        "questions.choices": "A multiple choice question's choices (a table of their own).",
+        "questions.choices.id": "A choice's id.",
+        "questions.choices.label": "A choice's label.",
         **_ENVIRONMENT,
         **_CREATED,
         **_UPDATED,
@@ -63,12 +76,25 @@ COLUMNS: Mapping[str, Mapping[str, str]] = {
         "data": "The answers by question id, as JSON (values of mixed types).",
         "ttc": "Time to complete each question, in milliseconds by question id, as JSON.",
         "variables": "The survey's variables by the customer's own names, as JSON.",
+        "meta.country": "The respondent's country.",
+        "meta.userAgent.browser": "The respondent's browser.",
+        "meta.userAgent.os": "The respondent's operating system.",
+        "meta.userAgent.device": "The respondent's kind of device.",
+        "person.id": "The identified person who answered, if any (`identified_peoples.id`).",
+        "person.userId": "The identified person's id in the customer's own system.",
+        "tags": "The response's tags (the table `responses__tags`).",
+        "notes": "Notes on the response (the table `responses__notes`).",
+        "notes.id": "A note's id.",
+        "notes.text": "A note's text.",
+        "notes.createdAt": "When a note was written (UTC).",
     },
     "webhooks": {
         "id": "The webhook's id (the key).",
         "name": "The webhook's name.",
         "url": "Where the webhook posts.",
         "source": "What created the webhook.",
+        "triggers": "What the webhook posts on (the table `webhooks__triggers`).",
+        "surveyIds": "The surveys the webhook posts for (the table `webhooks__survey_ids`).",
         **_ENVIRONMENT,
         **_CREATED,
         **_UPDATED,

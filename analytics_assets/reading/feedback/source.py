@@ -15,6 +15,7 @@ from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 from dlt.sources.rest_api.typing import Endpoint, EndpointResource
 
+from analytics_assets.reading.field_rules import FieldRules
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
@@ -162,6 +163,7 @@ def feedback(
     allow_insecure_http: bool = False,
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
+    field_rules: Mapping[str, FieldRules] | None = None,
     paths: Mapping[str, str] | None = None,
 ) -> list[DltResource]:
     """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`;
@@ -180,6 +182,8 @@ def feedback(
         allow_insecure_http: Allow a plain-http base URL beyond this machine (the key travels in clear).
         served_keys: Records the keys served, for sweeping deletions after the load.
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
+        field_rules: The fields to hash and to drop, by resource (`personal_data.PersonalData.for_api`);
+            None: every field loads as served.
         paths: Paths to read instead of the seed's, by resource (the loader passes
             `CURRENT_GENERATION_PATHS` where the seed's paths are gone).
     """
@@ -191,4 +195,4 @@ def feedback(
         page_concurrency,
     )
     config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours, paths)
-    return assemble("feedback", config, transport, served_keys, allow_insecure_http)
+    return assemble("feedback", config, transport, served_keys, allow_insecure_http, field_rules=field_rules)

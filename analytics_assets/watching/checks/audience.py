@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analytics_assets.reading.personal_data import HASHED_SETTING, personal_data
 from analytics_assets.watching.checks.core import Check
 from analytics_assets.watching.checks.table import (
     NUMERIC,
@@ -35,15 +36,30 @@ def _looks_like_email(column: str) -> str:
     return f"{column} like '_%@_%._%' and {column} not like '%@%@%' and {column} not like '% %'"
 
 
+def _looks_like_hash(column: str) -> str:
+    # 64 lowercase hex digits; `translate` (DuckDB and PostgreSQL alike) deletes them all from a hash.
+    return f"length({column}) = 64 and translate({column}, '0123456789abcdef', '') = ''"
+
+
+def _valid_email(column: str) -> str:
+    """What a valid email of `peoples` looks like in the warehouse: an address, or its hash where
+    `ANALYTICS_HASHED_FIELDS` hashes it (read when the check runs). Rows loaded before the email was
+    hashed count as invalid then: they still hold raw addresses, which is worth a warning."""
+    if personal_data(require_key=False).is_hashed("audience", "peoples", "email"):
+        return _looks_like_hash(column)
+    return _looks_like_email(column)
+
+
 EMAIL_FORMAT = share_at_least(
     name="email_format",
     description=(
-        f"At least {EMAIL_MIN_VALID_SHARE:.0%} of the non-null emails look like an email address. Many"
-        " invalid ones usually mean the API moved or renamed the field: look at a few people (ids in the"
-        " metadata) in the API."
+        f"At least {EMAIL_MIN_VALID_SHARE:.0%} of the non-null emails look like an email address (where"
+        f" {HASHED_SETTING} hashes them: like a hash, 64 hex digits). Many invalid ones usually mean the API"
+        " moved or renamed the field (or, hashed, that rows loaded before still hold raw addresses: refresh"
+        " the asset): look at a few people (ids in the metadata)."
     ),
     column="email",
-    is_valid=_looks_like_email,
+    is_valid=_valid_email,
     min_share=EMAIL_MIN_VALID_SHARE,
 )
 

@@ -14,6 +14,7 @@ from dagster import AssetCheckSeverity
 from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.reading.history import HISTORY_SETTING, current_view
 from analytics_assets.reading.naming import VALID_FROM, VALID_TO
+from analytics_assets.reading.personal_data import EXCLUDED_SETTING, personal_data
 from analytics_assets.watching.checks.core import (
     SAMPLE_SIZE,
     Check,
@@ -205,14 +206,17 @@ def primary_key_not_null(key: Sequence[str]) -> Check:
     )
 
 
-def seed_columns(expected: Mapping[str, str]) -> Check:
-    """The columns the seed schema names exist with a compatible type (`TEXT`, `NUMERIC`, ...)."""
-    shown = ", ".join(f"{name} ({family})" for name, family in expected.items())
+def seed_columns(seed: Mapping[str, str]) -> Check:
+    """The columns the seed schema names exist with a compatible type (`TEXT`, `NUMERIC`, ...), but
+    those of fields kept out of the warehouse (`ANALYTICS_EXCLUDED_FIELDS`, read when it runs)."""
+    shown = ", ".join(f"{name} ({family})" for name, family in seed.items())
 
     def evaluate(context: CheckContext) -> Outcome:
         actual = context.columns()
         if not actual:
             return _missing_table(context)
+        excluded = personal_data(require_key=False).excluded_columns(context.dataset, context.table)
+        expected = {name: family for name, family in seed.items() if name not in excluded}
         missing = [name for name in expected if name not in actual]
         wrong = {
             name: f"{actual[name]} (expected {family})"
@@ -228,12 +232,20 @@ def seed_columns(expected: Mapping[str, str]) -> Check:
                 {"missing_columns": missing, "incompatible_columns": wrong},
             )
         return Outcome(
-            True, "seed columns present with compatible types", {"columns_checked": list(expected)}
+            True,
+            "seed columns present with compatible types",
+            {
+                "columns_checked": list(expected),
+                **({"columns_excluded": sorted(excluded & set(seed))} if excluded & set(seed) else {}),
+            },
         )
 
     return Check(
         name="seed_columns",
-        description=f"The seed schema's columns exist with compatible types: {shown}.",
+        description=(
+            f"The seed schema's columns exist with compatible types: {shown}; but those of fields kept out of"
+            f" the warehouse ({EXCLUDED_SETTING})."
+        ),
         evaluate=evaluate,
     )
 
