@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -12,6 +13,7 @@ from unittest.mock import patch
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from analytics_assets_tests.test_e2e import REPO, instance_settings
+from analytics_sandbox.demo import DG, dg_env
 
 INSTANCES = ("embedded", "postgres")
 """`deploy/embedded/dagster.yaml` (SQLite under DAGSTER_HOME) and `deploy/dagster.yaml` (PostgreSQL)."""
@@ -57,6 +59,29 @@ def job_command(job: str) -> list[str]:
         "-j",
         job,
     ]
+
+
+def run_dg_job(job: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`dg launch --job <job>`, the README's command (`make demo` runs it for `nightly_sync`), to its end;
+    its exit status and output. The rest of the environment is the test's, as in `run_materialize`."""
+    return subprocess.run(
+        [DG, "launch", "--job", job],
+        cwd=REPO,
+        env=dg_env({**os.environ, **env}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+WARNING = re.compile(r"Warning\b|\bWARNING\b|\bwarn(ing)?\b", re.IGNORECASE)
+"""A warning in a command's output, however it was printed: a Python warning (`...py:12: BetaWarning:`),
+a line logged at WARNING (dlt's `|[WARNING]|`, Dagster's `- WARNING -`), or a message that says so."""
+
+
+def warnings_in(output: str) -> list[str]:
+    """The lines of `output` that are, or start, a warning."""
+    return [line for line in output.splitlines() if WARNING.search(line)]
 
 
 def start_materialize(select: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -22,7 +22,14 @@ from time import sleep as time_sleep
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterEventType, DagsterInstance
 
-from analytics_assets_tests.cli import dagster_home, last_run_events, materialize_command, run_materialize
+from analytics_assets_tests.cli import (
+    dagster_home,
+    last_run_events,
+    materialize_command,
+    run_dg_job,
+    run_materialize,
+    warnings_in,
+)
 from analytics_assets_tests.conftest import SMALL, Warehouse, make_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_assets_tests.test_e2e import REPO
@@ -51,12 +58,15 @@ FAST_BACKOFF = {f"SOURCES__{api}__RETRY_BACKOFF_FACTOR": "0.05" for api in ("AUD
 
 @dataclass
 class Cli:
-    """`dagster asset materialize`, always against the same instance (DAGSTER_HOME)."""
+    """`dagster asset materialize` and `dg launch --job`, always against the same instance (DAGSTER_HOME)."""
 
     home: Path
 
     def materialize(self, select: str = "*", *extra: str) -> subprocess.CompletedProcess[str]:
         return run_materialize(select, {"DAGSTER_HOME": str(self.home)}, *extra)
+
+    def launch_job(self, job: str) -> subprocess.CompletedProcess[str]:
+        return run_dg_job(job, {"DAGSTER_HOME": str(self.home)})
 
     def last_run_events(self, kind: DagsterEventType) -> set[str]:
         """The asset keys of the newest run's events of one kind, as `api/resource`."""
@@ -155,18 +165,21 @@ BROKEN = {
 
 
 def test_failing_endpoints_hold_back_no_other(configured: Sandbox, warehouse: Warehouse, cli: Cli) -> None:
-    """After the first sync, a day of changes and a run of every asset in which three endpoints of both
-    APIs fail: every other table equals the API, each broken one is untouched, the run fails naming each
-    with its request, the UI shows just those as failed, and the next clean run is exact."""
+    """After the first sync, a day of changes and a nightly sync in which three endpoints of both APIs
+    fail, started with the README's command (`dg launch --job nightly_sync`): every other table equals the
+    API, each broken one is untouched, the run fails naming each with its request and prints no warning
+    (none from the project's code, the command, or dlt about the project's schema), the UI shows just those
+    as failed, and the next clean run is exact."""
     before = {table: table_rows(warehouse, table) for table in BROKEN}
     change_everything(configured)
     configured.clear_requests()
     for path, fault in BROKEN.values():
         configured.inject_fault(path, times=1000, **fault)  # type: ignore[arg-type]
 
-    failed = cli.materialize("*")
+    failed = cli.launch_job("nightly_sync")
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
+    assert warnings_in(output) == [], output[-3000:]
     configured.clear_faults()
     for table in BROKEN:
         assert f"- {table.replace('.', '/')}: " in output  # its line in the run's failure message
