@@ -59,3 +59,21 @@ def resource_setting(configured: str | None, variable: str, default: str) -> str
     if configured is not None and configured.strip():
         return configured.strip()
     return os.environ.get(variable, "").strip() or default
+
+
+def whole_number_setting(variable: str, default: int, unit: str) -> int:
+    """A count of `unit` (1 or more) from the environment variable, else `default`.
+
+    A wrong value raises, naming the variable: one silently left at its default would hide the mistake
+    until what it times came late.
+    """
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"{variable} must be a whole number of {unit} (1 or more), not {raw!r}")
+    return number

@@ -27,7 +27,6 @@ raises (see `AlertWebhook.send`): a receiver that is down costs the alert, never
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from dagster import (
 )
 
 from analytics_assets.internals import freshness_states, planned_check_asset_key
+from analytics_assets.reading.settings import whole_number_setting
 from analytics_assets.watching.alerts import ASSET_STALE, CHECK_FAILED, RUN_FAILED, Alert, AlertWebhook
 
 SENSOR_NAME = "webhook_alerts"
@@ -77,19 +77,9 @@ _PLANNED = {DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASS
 def sensor_interval_seconds() -> int:
     """The sensor's minimum interval: `ANALYTICS_ALERT_SENSOR_INTERVAL_SECONDS`, else 60 s.
 
-    A wrong value fails the definitions' load naming the variable: an interval silently left at its
-    default would hide the mistake until an alert came late.
+    A wrong value fails the definitions' load naming the variable.
     """
-    raw = os.environ.get(INTERVAL_ENV, "").strip()
-    if not raw:
-        return INTERVAL_SECONDS
-    try:
-        seconds = int(raw)
-    except ValueError:
-        seconds = 0
-    if seconds < 1:
-        raise ValueError(f"{INTERVAL_ENV} must be a whole number of seconds (1 or more), not {raw!r}")
-    return seconds
+    return whole_number_setting(INTERVAL_ENV, INTERVAL_SECONDS, "seconds")
 
 
 def _keys_of_run(instance: DagsterInstance, run: DagsterRun) -> set[AssetKey]:

@@ -14,10 +14,11 @@ asset's freshness check failed; the policy needs no run and judges each asset on
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 from dagster import FreshnessPolicy
+
+from analytics_assets.reading.settings import whole_number_setting
 
 FRESHNESS_WINDOW = timedelta(hours=26)
 """The nightly schedule runs every 24 hours; two more hours of slack for a slow or retried night."""
@@ -30,19 +31,10 @@ def freshness_window() -> timedelta:
     """How long after its last materialization an asset turns late: `ANALYTICS_FRESHNESS_WINDOW_MINUTES`,
     else 26 hours.
 
-    A wrong value fails the definitions' load naming the variable: a window silently left at its
-    default would hide the mistake until an alert came late, or never.
+    A wrong value fails the definitions' load naming the variable.
     """
-    raw = os.environ.get(WINDOW_ENV, "").strip()
-    if not raw:
-        return FRESHNESS_WINDOW
-    try:
-        minutes = int(raw)
-    except ValueError:
-        minutes = 0
-    if minutes < 1:
-        raise ValueError(f"{WINDOW_ENV} must be a whole number of minutes (1 or more), not {raw!r}")
-    return timedelta(minutes=minutes)
+    default = int(FRESHNESS_WINDOW.total_seconds() // 60)
+    return timedelta(minutes=whole_number_setting(WINDOW_ENV, default, "minutes"))
 
 
 def freshness_policy() -> FreshnessPolicy:
