@@ -193,6 +193,21 @@ def test_missing_and_refused_settings_are_named_before_any_request(
     assert configured.requests() == []
 
 
+def test_personal_data_settings_a_load_would_refuse_fail_the_test(
+    configured: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashed fields without `ANALYTICS_HASH_KEY` fail every load before any request: the connection test,
+    run before the first sync, says so too, besides its table of endpoints (all reachable here)."""
+    monkeypatch.setenv("ANALYTICS_HASHED_FIELDS", "audience.peoples.email")
+    monkeypatch.delenv("ANALYTICS_HASH_KEY", raising=False)
+    with instance_for_test() as instance:
+        checked = check(instance)
+    message = failure_message(checked)
+    assert (checked.metadata["usable"].value, checked.metadata["failed"].value) == (13, 0)
+    assert message.startswith("Personal data settings: ANALYTICS_HASHED_FIELDS lists fields to hash, but")
+    assert "ANALYTICS_HASH_KEY is not set" in message
+
+
 def test_make_check_connection_fails_on_a_refused_key(sandbox: Sandbox, tmp_path: Path) -> None:
     """`make check-connection`: the real `dagster job execute` of the job, a failing exit status."""
     home = tmp_path / "dagster_home"

@@ -22,6 +22,7 @@ from analytics_assets.loading import tags
 from analytics_assets.reading.apis import APIS, Api
 from analytics_assets.reading.catalog import Endpoint
 from analytics_assets.reading.feedback.source import CURRENT_GENERATION_PATHS
+from analytics_assets.reading.personal_data import PersonalDataSettingError, personal_data
 from analytics_assets.reading.transport import RETRY_STATUS_CODES
 from analytics_assets.watching.probe import ApiClient, ApiSettings, MissingSettingError
 
@@ -398,6 +399,10 @@ def check_connection_op(context: OpExecutionContext) -> Output[None]:
         "failed": MetadataValue.int(sum(not r.usable for r in reports)),
     }
     message = failure_message(reports)
+    try:  # the settings a load reads before any request: a wrong one fails the load, so it fails the test
+        personal_data()
+    except PersonalDataSettingError as error:
+        message = "\n".join(filter(None, [message, f"Personal data settings: {error}"]))
     if message is not None:
         raise Failure(description=_scrub(message, secrets), metadata=metadata)
     return Output(None, metadata=metadata)
