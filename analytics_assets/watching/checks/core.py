@@ -211,17 +211,17 @@ def _spec(key: AssetCheckKey, check: Check) -> AssetCheckSpec:
 
 def _results(
     by_key: Mapping[AssetCheckKey, Check],
-    selected: set[AssetCheckKey] | frozenset[AssetCheckKey] | Any,
+    context: AssetExecutionContext | AssetCheckExecutionContext,
     sql: SqlClientBase[Any],
-    instance: DagsterInstance,
-    run_id: str,
     warehouse: WarehouseResource,
-    log: logging.Logger,
 ) -> Iterator[AssetCheckResult]:
+    """The results of the checks of `by_key` the run selected, read over `sql`: the load op's gate and the
+    check ops alike."""
     for key, check in by_key.items():
-        if key not in selected:
+        if key not in context.selected_asset_check_keys:
             continue
-        outcome = _evaluate(check, CheckContext(sql, instance, run_id, key.asset_key, warehouse), log)
+        check_context = CheckContext(sql, context.instance, context.run.run_id, key.asset_key, warehouse)
+        outcome = _evaluate(check, check_context, context.log)
         yield AssetCheckResult(
             asset_key=key.asset_key,
             check_name=key.name,
@@ -245,15 +245,7 @@ def build_gate(key: AssetKey, checks: Sequence[Check]) -> Gate:
         context: AssetExecutionContext, warehouse: WarehouseResource, pipeline: Any
     ) -> Iterator[AssetCheckResult]:
         with pipeline.sql_client() as sql:
-            yield from _results(
-                by_key,
-                context.selected_asset_check_keys,
-                sql,
-                context.instance,
-                context.run.run_id,
-                warehouse,
-                context.log,
-            )
+            yield from _results(by_key, context, sql, warehouse)
 
     return Gate(specs=[_spec(k, c) for k, c in by_key.items()], evaluate=evaluate)
 
@@ -289,14 +281,6 @@ def build_load_checks(
             warehouse.lock(context),
             pipeline.sql_client() as sql,
         ):
-            yield from _results(
-                by_key,
-                context.selected_asset_check_keys,
-                sql,
-                context.instance,
-                context.run.run_id,
-                warehouse,
-                context.log,
-            )
+            yield from _results(by_key, context, sql, warehouse)
 
     return _checks
