@@ -45,6 +45,22 @@ POSITIVE_FIGURES = [
 ]
 
 
+def run_benchmark(*args: str, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m <args>` from the repo root, as `make bench*` runs it, with none of the project's, sources'
+    or dlt's settings of the test's environment (the benchmark sets its own), plus `env`; it must succeed."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env={**inherited, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
 def figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = figures
     for key in path:
@@ -54,16 +70,13 @@ def figure(figures: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 @pytest.mark.timeout(600)  # past the benchmark's own 420 s limit, which says what it was doing
 def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--tiny", f"--out={tmp_path}", f"--workdir={tmp_path}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_benchmark(
+        "benchmarks",
+        "--tiny",
+        f"--out={tmp_path}",
+        f"--workdir={tmp_path}",
         timeout=420,  # two latency-bound CLI syncs among the rest
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [result] = tmp_path.glob("*-tiny.json")
     figures = json.loads(result.read_text())
 
@@ -105,16 +118,9 @@ def test_the_benchmark_runs_at_tiny_scale_and_reports_every_figure(tmp_path: Pat
 def test_the_hashing_benchmark_runs_at_tiny_scale(tmp_path: Path) -> None:
     """`make bench BENCH_ARGS=--hash-email`: the people load with and without the email hashed, each run
     reading every person (the hashed run checks that its emails are hashes)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--hash-email", "--tiny", "--pairs=1", f"--out={tmp_path}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    done = run_benchmark(
+        "benchmarks", "--hash-email", "--tiny", "--pairs=1", f"--out={tmp_path}", timeout=240
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [result] = tmp_path.glob("*-hash-email-tiny.json")
     hashing = json.loads(result.read_text())["hash_email"]
     for name in ("plain", "hashed"):
@@ -127,17 +133,15 @@ def test_the_postgres_file_format_benchmark_runs_at_tiny_scale() -> None:
     """`make bench-postgres` at tiny scale: both formats load the same rows, and the only difference
     it finds is the one it documents (`csv` loads an empty string as NULL)."""
     server = postgres_server_url()  # skips without PostgreSQL
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ANALYTICS_", "DLT_"))}
-    env[POSTGRES_URL_ENV] = server
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.postgres_file_format", "--people", "300", "--responses", "150"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_benchmark(
+        "benchmarks.postgres_file_format",
+        "--people",
+        "300",
+        "--responses",
+        "150",
         timeout=300,
+        **{POSTGRES_URL_ENV: server},
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1] for line in done.stdout.splitlines()}
     rows = {fmt: lines[fmt].rsplit(";", 1)[1].strip() for fmt in ("insert_values", "csv")}
     assert rows["insert_values"] == rows["csv"] != "0 rows", rows
