@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dagster import TableColumn, TableSchema
 from dlt.common.normalizers.naming import NamingConvention
 
+from analytics_assets.reading.naming import field_column
+
 COLUMN_SCHEMA = "dagster/column_schema"
 """The metadata entry of a table's columns (what the UI's Columns tab shows)."""
 
@@ -23,10 +25,7 @@ def with_descriptions(
             field with dots: `companyInfo.domain`).
         naming: The naming convention that named the table's columns (`first_name`, `company_info__domain`).
     """
-    by_column = {
-        naming.make_path(*(naming.normalize_identifier(name) for name in field.split("."))): text
-        for field, text in descriptions.items()
-    }
+    by_column = {field_column(field.split("."), naming): text for field, text in descriptions.items()}
     return TableSchema(
         columns=[
             TableColumn(

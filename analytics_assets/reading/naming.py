@@ -40,6 +40,12 @@ def pipeline_naming(pipeline: dlt.Pipeline) -> NamingConvention:
     return pipeline.default_schema.naming
 
 
+def field_column(path: Sequence[str], naming: NamingConvention) -> str:
+    """The column dlt flattens a field into under `naming`: `("companyInfo", "domain")` ->
+    `company_info__domain` in `snake_case` (a top-level field: its own normalized name)."""
+    return naming.make_path(*(naming.normalize_identifier(name) for name in path))
+
+
 def key_fields(record: Mapping[str, Any], key_columns: Sequence[str], naming: NamingConvention) -> list[str]:
     """The fields of an API record that dlt loads into `key_columns` under `naming` (a column no field
     maps to is looked up under its own name)."""

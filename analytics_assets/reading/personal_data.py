@@ -24,7 +24,7 @@ import dlt
 
 from analytics_assets.reading.apis import APIS, Api
 from analytics_assets.reading.field_rules import FORM_STATE, FieldRules, Hasher, Path
-from analytics_assets.reading.naming import configured_naming
+from analytics_assets.reading.naming import configured_naming, field_column
 
 HASHED_SETTING = "ANALYTICS_HASHED_FIELDS"
 EXCLUDED_SETTING = "ANALYTICS_EXCLUDED_FIELDS"
@@ -139,10 +139,7 @@ class PersonalData:
     def excluded_columns(self, dataset: str, table: str) -> set[str]:
         """The columns of `<dataset>.<table>` that excluded fields would have made (`first_name`)."""
         naming = configured_naming()
-        return {
-            naming.make_path(*(naming.normalize_identifier(name) for name in path))
-            for path in self.excluded.get(f"{dataset}.{table}", ())
-        }
+        return {field_column(path, naming) for path in self.excluded.get(f"{dataset}.{table}", ())}
 
     def describe(self, dataset: str, table: str, descriptions: Mapping[str, str]) -> dict[str, str]:
         """The column descriptions of a table (`reading/<api>/columns.py`) as loaded: a hashed column says
