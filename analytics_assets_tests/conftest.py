@@ -26,7 +26,7 @@ from analytics_sandbox import Sandbox, SandboxConfig
 
 # Properties (Hypothesis): the same examples on every run (`derandomize`), so that `make test` and CI
 # agree; `HYPOTHESIS_PROFILE=long` runs twenty times as many, for a contributor changing a rule that
-# decides what is loaded or deleted. A test's own `max_examples` is scaled by the profile.
+# decides what is loaded or deleted (so a property leaves `max_examples` to the profile).
 settings.register_profile("default", derandomize=True, deadline=None, print_blob=True, database=None)
 settings.register_profile("long", settings.get_profile("default"), derandomize=False, max_examples=2_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
