@@ -54,21 +54,24 @@ class ShortPageOffsetPaginator(OffsetPaginator):
     """Offset paging for APIs that return no total, read to the real end of the list or saying it was not.
 
     dlt's `OffsetPaginator` needs a `total` field (neither API has one) or pages until an empty page.
-    An API may serve fewer records a page than asked without a word (one that lowered its maximum, a
-    server whose default page is 25), so a short page is no proof of the end. This one:
-    - moves the offset by what the page really held, not by `limit`;
-    - overlaps pages by one record: each page after the first is asked from the previous page's last
-      record. That record is passed on once; when the next page does not start with it, the list moved
-      under the read (records were deleted or inserted before the offset), so records may have been
-      skipped, and `on_moved` is told (a sweep then deletes nothing on this read's word alone);
-    - stops on an empty page, or on a page shorter than `limit` that is also shorter than the largest
-      page of the resource served in this run (`PageSizes`): that API serves more a page, so this page
-      is the end. So a list whose first page is short costs one more request (the overlap record alone);
-    - stops on a page that repeats the previous one: the API ignores the paging parameters and answers
-      the same records whatever the offset. The repeat is not passed on (its records were already).
-      When the first answer was longer than `limit`, the API ignored the limit too and that answer was
-      its whole list; otherwise (a page of `limit` records, again and again) the rest of the list is out
-      of reach, and `on_end_unseen` is told why, so that this read deletes nothing (see `sweep.plan_sweep`).
+    The rules, proven together against a model of the ways an API serves a list
+    (`analytics_assets_tests/unit/test_paging_model.py`):
+    - the offset moves by what a page really held, not by `limit` (an API may serve fewer a page
+      than asked without a word: one that lowered its maximum, a server whose default page is 25);
+    - pages overlap by one record: each page after the first is asked from the previous page's last
+      record. That record is passed on once; when the next page does not start with it (or is empty),
+      the list moved under the read (records deleted or inserted before the offset), so records may
+      have been skipped, and `on_moved` is told (a sweep then deletes nothing on this read's word);
+    - a page shorter than `limit` ends the list when it is also shorter than the largest page of the
+      resource served in this run (`PageSizes`): that API serves more a page. So a list whose first page
+      is short costs one more request (the overlap record alone);
+    - a page that repeats the one before is asked once more at the same offset (a page served twice by
+      accident is no rule). Answered a third time, the API ignores the offset. When that page is the
+      first of the list and holds fewer or more records than `limit`, it is the API's whole list (an
+      endpoint that does not page: the seed's `/segments`), and the end was seen. A page of exactly
+      `limit` records, or a page repeated after others, leaves the rest of the list out of reach:
+      `on_end_unseen` is told why, so that this read deletes nothing (see `sweep.plan_sweep`).
+      Repeats are not passed on (their records were already).
     """
 
     def __init__(self, offset_param: str, limit: int = PAGE_SIZE, limit_param: str = "limit") -> None:
@@ -85,52 +88,120 @@ class ShortPageOffsetPaginator(OffsetPaginator):
         self.on_moved: Callable[[str], None] | None = None
         """Called with the reason when a page does not start where the previous one ended (shared too)."""
         self.page_sizes = PageSizes()
-        self._previous: int | None = None  # the fingerprint of the last page
-        self._last: str | None = None  # the last record of the last page, as text
+        self._page: tuple[int, str, str] | None = None  # the last page's size, first and last records
+        self._last: str | None = None  # the last page's last record, when the next page overlaps it
+        self._pages = 0  # distinct pages of this list read so far
+        self._again: frozenset[str] | None = None  # the records of a repeat, asked once more
+        self._moved_records: set[int] | None = None  # records of pages that did not start with the overlap
 
     def init_request(self, request: Request) -> None:
-        self._previous = None
+        self._page = None
         self._last = None
+        self._pages = 0
+        self._again = None
+        self._moved_records = None
         super().init_request(request)
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        # A page's records, not its body (which may carry a timestamp): its size and its first and
-        # last records, taken before dlt's steps change them. Two pages of one list never share those.
         size = len(data) if data else 0
-        page = hash((size, repr(data[0]), repr(data[-1]))) if data else None
-        if data and page == self._previous:
-            self._has_next_page = False
-            if size <= self.limit and self.on_end_unseen is not None:
-                self.on_end_unseen(
-                    f"GET {urlsplit(response.url).path} answered the same {size} records at"
-                    f" {self.param_name}={self.current_value} as on the page before: the API ignores the"
-                    f" paging parameters ({self.limit_param}, {self.param_name}), so the end of the list"
-                    " was never seen"
-                )
-            # dlt wraps `data` into the page it yields after this call: these records were passed on
-            # with the previous page already, and are not served twice.
-            data.clear()
-            return
-        self._previous = page
+        if data and self._repeats_previous(data):
+            records = frozenset(map(repr, data))
+            # dlt wraps `data` into the page it yields after this call: a repeat's records were passed
+            # on with the page before, and are not served twice.
+            if self._again is None:
+                # Asked once more at the same offset (it stays): a page served twice by accident is no rule.
+                self._again = records
+                data.clear()
+                return
+            if self._again == records:
+                self._repeated(response, size)
+                data.clear()
+                return
+            # A repeat not answered the same again is read as the page it is.
+        self._again = None
         most_before = self.page_sizes.saw(size)
         if not data:
             self._has_next_page = False
+            if self._last is not None:  # asked from a record the API no longer has there
+                self._moved(response, "answered no record where the page before ended")
             return
-        last = repr(data[-1])
+        self._pages += 1
+        # A page's records, not its body (which may carry a timestamp), as text, taken before dlt's
+        # steps change them: its size and its first and last records tell it from the page before.
+        first, last = repr(data[0]), repr(data[-1])
+        self._page = (size, first, last)
         if self._last is not None:
-            if repr(data[0]) == self._last:
+            if first == self._last:
                 del data[0]  # the overlap: passed on with the page before
-            elif self.on_moved is not None:
-                self.on_moved(
-                    f"GET {urlsplit(response.url).path} at {self.param_name}={self.current_value} did not"
-                    " start with the record the page before ended with: the list changed while it was read"
-                )
-        self._last = last
+            else:
+                self._moved(response, "did not start with the record the page before ended with")
+                if self._brings_nothing_new(data):
+                    # An API ignoring the offset, with records of one sort value in another order on
+                    # every request: no page repeats the one before, and none brings anything new.
+                    self._has_next_page = False
+                    self._end_unseen(response, size, "held no record not served before")
+                    data.clear()
+                    return
+        elif self._pages > 1 and self._brings_nothing_new(data):
+            # Pages of one record (no overlap to check) from an API ignoring the offset, with records of
+            # one sort value in another order on every request.
+            self._has_next_page = False
+            self._end_unseen(response, size, "held no record not served before")
+            data.clear()
+            return
         if size < self.limit and size < most_before:
             self._has_next_page = False  # this API serves more a page: this one is the last
             return
         # From the last record on (a page of one record moves on by one: no overlap is possible).
+        self._last = last if size > 1 else None
         self.current_value += size - 1 if size > 1 else size
+
+    def _repeats_previous(self, data: list[Any]) -> bool:
+        """Whether a page holds the records of the page before: the same first and last records, or (an
+        API that orders records of one sort value differently on every request) the same number of
+        records with the page before's first and last among them."""
+        if self._page is None or len(data) != self._page[0]:
+            return False
+        _, first, last = self._page
+        if repr(data[0]) == first and repr(data[-1]) == last:
+            return True
+        # Only when the overlap is missing (an API that pages serves it first): rare, so text it all.
+        return repr(data[0]) != last and {first, last} <= set(map(repr, data))
+
+    def _brings_nothing_new(self, data: list[Any]) -> bool:
+        """Whether a page that did not start where the one before ended (or followed a page of one
+        record) holds only records served by such pages before: kept from the first such page of a read
+        on, so a list of pages that overlap as they should costs nothing here."""
+        records = {hash(repr(record)) for record in data}
+        if self._moved_records is None:
+            self._moved_records = records
+            return False
+        if records <= self._moved_records:
+            return True
+        self._moved_records |= records
+        return False
+
+    def _repeated(self, response: Response, size: int) -> None:
+        """A page answered a third time (the API ignores the offset): the list's end, or out of reach."""
+        self._has_next_page = False
+        if self._pages == 1 and size != self.limit:
+            return  # the whole list, whatever the offset (and the limit) asked
+        self._end_unseen(response, size, "answered the same records as the page before, asked twice")
+
+    def _end_unseen(self, response: Response, size: int, what: str) -> None:
+        if self.on_end_unseen is not None:
+            self.on_end_unseen(
+                f"GET {urlsplit(response.url).path} at {self.param_name}={self.current_value} {what}"
+                f" ({size} records): the API ignores the paging parameters ({self.limit_param},"
+                f" {self.param_name}), so the end of the list was never seen"
+            )
+
+    def _moved(self, response: Response, what: str) -> None:
+        if self.on_moved is not None:
+            self.on_moved(
+                f"GET {urlsplit(response.url).path} at {self.param_name}={self.current_value} {what}:"
+                " the list changed while it was read"
+            )
 
 
 class PathSegment(str):

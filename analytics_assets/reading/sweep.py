@@ -309,9 +309,16 @@ class ServedKeys:
         """Add the recording step to every resource built from a `rest_api` config: after the config's
         own processing steps, before dlt's incremental step. Call it before any other step is added."""
         catalog = endpoints(config)
-        self._parents.update({name: e.parent for name, e in catalog.items() if e.parent})
+        for name, endpoint in catalog.items():
+            if endpoint.parent:
+                self.relate(name, endpoint.parent)
         for resource in resources:
             resource.add_step(_KeyStep(self.observer(resource.name, catalog[resource.name].primary_key)))
+
+    def relate(self, child: str, parent: str) -> None:
+        """Read `child`'s lists from the records of `parent`: an end unseen or a move of the parent's
+        list counts for the child too (`track` relates a config's resources)."""
+        self._parents[child] = parent
 
     def reporter(self, resource: str) -> Callable[[str], None]:
         """A function a paginator of `resource` calls with the reason when it stops short of the end
@@ -387,8 +394,8 @@ class ServedKeys:
 
 UNCONFIRMED_TABLE = "_unconfirmed_deletions"
 """The table, in each API's dataset, of the rows a sweep kept although the API did not serve them: their
-read moved under deletions or insertions, so a missing key proved nothing. The next whole read confirms
-(deletes them when it does not serve them either) or clears them. Columns: `table_name`, `key_values`
+read moved under deletions or insertions, so a missing key proved nothing. The next read that sees the
+end of a list holding still decides: it deletes them when it does not serve them either, and clears them. Columns: `table_name`, `key_values`
 (the key as a JSON list), `missed_at` (the sync that first missed it)."""
 
 
@@ -460,7 +467,7 @@ class SweepResult:
             return (
                 f"kept {self.unconfirmed:,} row(s) the API did not serve this run, because the list changed"
                 f" while it was read ({self.moved}): a record shifted past a page boundary is not a deleted"
-                " one. The next sync deletes those it does not serve either."
+                " one. The next sync that reads the list holding still deletes those it does not serve."
             )
         return None
 
@@ -511,22 +518,10 @@ class _Table:
         present, absent = 0, []
         with self.client.execute_query(f"select {columns} from {self.qualified}{self.active}") as cursor:
             while rows := cursor.fetchmany(10_000):
-                for row, found in zip(rows, _served(lookup, rows), strict=True):
-                    if found:
-                        present += 1
-                    else:
-                        absent.append(tuple(row))
+                found, missed = partition(lookup, rows)
+                present += found
+                absent += missed
         return present, absent
-
-
-def _unconfirmed(client: Any, table: str) -> set[str]:
-    """The keys (as `_key_text`) an earlier whole read of `table` missed, and kept unconfirmed."""
-    qualified = client.make_qualified_table_name(UNCONFIRMED_TABLE)
-    try:
-        rows = client.execute_sql(f"select key_values from {qualified} where table_name = %s", table)
-    except DatabaseUndefinedRelation:
-        return set()
-    return {str(row[0]) for row in rows or ()}
 
 
 def _keep_unconfirmed(
@@ -562,40 +557,63 @@ def plan_sweep(
     pipeline: dlt.Pipeline, table: str, key_columns: Sequence[str], served: ServedKeys, max_drop: float = 1.0
 ) -> SweepPlan:
     """Decide, after a read of the whole list of `table` and before it is written, which rows a sweep
-    deletes: those whose key the read did not serve, when the read proves it.
-
-    - A read that did not see the end of its list (or of its parent's) proves nothing: nothing goes.
-    - A read of a list that moved under it (`ServedKeys.moved`: a page that did not start where the one
-      before ended, keys served twice) may have skipped live records: a row it missed goes only when an
-      earlier whole read missed it too (`UNCONFIRMED_TABLE`); the others are kept, to be confirmed by the
-      next whole read.
-    - A read that served nothing deletes nothing (more likely a fault than an emptied API).
+    deletes (`decide`), from the table's keys in the warehouse.
 
     Raises:
         SweepRefusedError: More than `max_drop` of the table's rows would go: the caller writes nothing.
     """
     hashes = served.sorted_hashes(table)
     if (unseen := served.end_unseen(table)) is not None:
-        # Part of a list is no list: a key missing from it proves nothing.
+        # Part of a list is no list: the table is not even read.
         return SweepPlan(table, key_columns, hashes, [], [], whole=False, end_unseen=unseen)
     with pipeline.sql_client() as client:
-        names = _Table(pipeline, client, table)
         try:
-            present, stale = names.scan(key_columns, set(hashes))
+            present, absent = _Table(pipeline, client, table).scan(key_columns, set(hashes))
         except DatabaseUndefinedRelation:
             return SweepPlan(table, key_columns, hashes, [], [])  # nothing loaded yet
-        rows = present + len(stale)
-        if not hashes:
-            return SweepPlan(table, key_columns, hashes, [], [], rows, whole=False, skipped=bool(stale))
-        unconfirmed: list[tuple[Any, ...]] = []
-        moved = served.moved(table) if stale else None  # what a move costs: rows missed that may live
-        if moved:
-            missed_before = _unconfirmed(client, names.name)
-            unconfirmed = [key for key in stale if _key_text(key) not in missed_before]
-            stale = [key for key in stale if _key_text(key) in missed_before]
+    return decide(pipeline.dataset_name, table, key_columns, served, present, absent, max_drop)
+
+
+def decide(
+    dataset: str,
+    table: str,
+    key_columns: Sequence[str],
+    served: ServedKeys,
+    present: int,
+    absent: list[tuple[Any, ...]],
+    max_drop: float = 1.0,
+) -> SweepPlan:
+    """Which rows of a table a read deletes, given what it served and the table's rows (`present` of
+    them served, the keys of the `absent` ones): the rule, apart from the warehouse.
+
+    - A read that did not see the end of its list (or of its parent's) proves nothing: nothing goes.
+    - A read that served nothing deletes nothing (more likely a fault than an emptied API).
+    - A read of a list that moved under it (`ServedKeys.moved`: a page that did not start where the one
+      before ended, keys served twice) may have skipped live records: nothing goes; the rows it missed
+      are remembered as unconfirmed (`UNCONFIRMED_TABLE`) until a read that holds still decides.
+    - A read that saw the end of a list that held still deletes every row it did not serve.
+
+    Raises:
+        SweepRefusedError: More than `max_drop` of the table's rows would go: the caller writes nothing.
+    """
+    hashes = served.sorted_hashes(table)
+    if (unseen := served.end_unseen(table)) is not None:
+        return SweepPlan(table, key_columns, hashes, [], [], whole=False, end_unseen=unseen)
+    rows = present + len(absent)
+    if not hashes:
+        return SweepPlan(table, key_columns, hashes, [], [], rows, whole=False, skipped=bool(absent))
+    moved = served.moved(table) if absent else None  # what a move costs: rows missed that may live
+    stale, unconfirmed = ([], absent) if moved else (absent, [])
     if len(stale) > max_drop * rows:
-        raise SweepRefusedError(pipeline.dataset_name, table, len(stale), rows, max_drop)
+        raise SweepRefusedError(dataset, table, len(stale), rows, max_drop)
     return SweepPlan(table, key_columns, hashes, stale, unconfirmed, rows, moved=moved)
+
+
+def partition(lookup: set[int], rows: Sequence[Sequence[Any]]) -> tuple[int, list[tuple[Any, ...]]]:
+    """(how many of `rows`, each the key values of a table row, have their key hash in `lookup`, the
+    keys of the others)."""
+    absent = [tuple(row) for row, found in zip(rows, _served(lookup, rows), strict=True) if not found]
+    return len(rows) - len(absent), absent
 
 
 def apply_sweep(pipeline: dlt.Pipeline, plan: SweepPlan, closed_at: datetime | None = None) -> SweepResult:

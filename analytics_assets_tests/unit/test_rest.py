@@ -134,10 +134,22 @@ def test_page_sizes_are_shared_by_the_copies_dlt_makes_of_a_paginator() -> None:
 
 def test_an_empty_page_ends_the_list() -> None:
     paging = Paging()
+    paging.serve([])
+    assert not paging.paginator.has_next_page
+    assert paging.unseen == paging.moved == []
+
+
+def test_an_empty_page_where_the_overlap_record_should_be_is_a_move() -> None:
+    # Asked from the last record served, an API that answers nothing lost that record and maybe more.
+    paging = Paging()
     paging.serve(records(0, 3))
     paging.serve([])
     assert not paging.paginator.has_next_page
     assert paging.unseen == []
+    assert paging.moved == [
+        "GET /v1/people/all at offset=2 answered no record where the page before ended: the list changed"
+        " while it was read"
+    ]
 
 
 def test_records_deleted_before_the_offset_during_a_read_are_reported_as_a_move() -> None:
@@ -159,27 +171,41 @@ def test_records_inserted_at_the_head_during_a_read_are_reported_as_a_move() -> 
     assert paging.moved and {r["id"] for r in passed} >= {r["id"] for r in records(0, 9)}
 
 
-def test_a_repeated_full_page_stops_and_reports_the_end_unseen() -> None:
+def test_a_repeated_full_page_is_asked_once_more_then_reported_as_the_end_unseen() -> None:
     # An API that ignores offset and limit answers the same first page every time.
     paging = Paging()
     paging.serve(records(0, 3))
-    repeat = paging.serve(records(0, 3))
+    assert paging.serve(records(0, 3)) == []  # its records were passed on with the page before
+    assert paging.paginator.has_next_page and paging.request.params == {"offset": 2, "limit": 3}
+    assert paging.serve(records(0, 3)) == []
     assert not paging.paginator.has_next_page
-    assert repeat == []  # its records were passed on with the page before
     assert len(paging.unseen) == 1
-    assert paging.unseen[0].startswith("GET /v1/people/all answered the same 3 records at offset=2")
+    assert paging.unseen[0].startswith(
+        "GET /v1/people/all at offset=2 answered the same records as the page before, asked twice (3 records)"
+    )
     assert "ignores the paging parameters (limit, offset)" in paging.unseen[0]
     assert "the end of the list was never seen" in paging.unseen[0]
 
 
-def test_a_long_first_page_repeated_was_the_whole_list() -> None:
-    # An API ignoring the limit too answers its whole list at once: the end was seen.
+def test_a_page_served_twice_by_accident_costs_one_request_and_nothing_else() -> None:
     paging = Paging()
-    paging.serve(records(0, 5))
-    assert paging.request.params == {"offset": 4, "limit": 3}  # from its last record
-    assert paging.serve(records(0, 5)) == []
+    paging.serve(records(0, 3))
+    assert paging.serve(records(0, 3)) == []
+    assert paging.serve(records(2, 3)) == records(3, 2)  # the real page at that offset
+    assert paging.paginator.has_next_page and paging.request.params == {"offset": 4, "limit": 3}
+    assert paging.unseen == paging.moved == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_a_first_page_of_other_than_the_limit_answered_whatever_the_offset_is_the_whole_list(size: int) -> None:
+    # An API that does not page (the seed's /segments) answers its whole list to every request: fewer
+    # records than the limit, or more (it ignores the limit too). The end was seen.
+    paging = Paging()
+    paging.serve(records(0, size))
+    assert paging.serve(records(0, size)) == []
+    assert paging.serve(records(0, size)) == []
     assert not paging.paginator.has_next_page
-    assert paging.unseen == []
+    assert paging.unseen == paging.moved == []
 
 
 def test_an_api_ignoring_only_the_limit_is_read_without_repeats() -> None:
@@ -203,8 +229,8 @@ def test_a_new_request_forgets_the_previous_page() -> None:
 def test_a_repeat_without_a_listener_just_stops() -> None:
     paginator = ShortPageOffsetPaginator(offset_param="offset", limit=3)
     paginator.init_request(Request("GET", "https://api.example.com/v1/people/all"))
-    paginator.update_state(page_response(), records(0, 3))
-    paginator.update_state(page_response(), records(0, 3))
+    for _ in range(3):
+        paginator.update_state(page_response(), records(0, 3))
     assert not paginator.has_next_page
 
 
