@@ -197,7 +197,9 @@ def test_a_page_served_twice_by_accident_costs_one_request_and_nothing_else() ->
 
 
 @pytest.mark.parametrize("size", [1, 2, 5])
-def test_a_first_page_of_other_than_the_limit_answered_whatever_the_offset_is_the_whole_list(size: int) -> None:
+def test_a_first_page_of_other_than_the_limit_answered_whatever_the_offset_is_the_whole_list(
+    size: int,
+) -> None:
     # An API that does not page (the seed's /segments) answers its whole list to every request: fewer
     # records than the limit, or more (it ignores the limit too). The end was seen.
     paging = Paging()
