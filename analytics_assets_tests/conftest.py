@@ -21,7 +21,6 @@ import psycopg2
 import pytest
 from hypothesis import settings
 
-
 from analytics_sandbox import Sandbox, SandboxConfig
 
 # Properties (Hypothesis): the same examples on every run (`derandomize`), so that `make test` and CI

@@ -190,6 +190,8 @@ class _Page:
         arrays: dict[str, pa.Array] = {}
         timestamps: list[str] = []
         for field, values in zip(fields, columns, strict=True):
+            if not field or field.isspace():
+                return None  # a blank name: the row path names its column (`_empty`)
             name = self._name(field)
             if name in names or name.startswith("_dlt"):
                 return None  # two fields in one column, or one of dlt's own: the row path decides
