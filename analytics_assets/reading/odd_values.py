@@ -12,9 +12,10 @@ there. Four kinds of content would otherwise stop a whole endpoint or lose a val
   kept (a column of numbers gets dlt's text variant beside it, `lead_score__v_text`);
 - two fields whose names meet in one column (`leadScore` and `lead_score`, `Email` and `email`,
   `Company Name` and `company_name`; nested objects too: `a__b` and `a.b`): dlt would keep one value.
-  The field the API documents keeps the column (else the first name in code point order); each other
-  gets a column of its own, named the column, `__`, and the first 8 hex digits of the SHA-256 of its name
-  as served (`lead_score__8f2b1c0e`): the same field gets the same column in every record and every run.
+  The field the API documents keeps the column (`meta.country` too; else the shallowest, then the first
+  name in code point order); each other
+  gets a column of its own, named the column, `__x` and the first 8 hex digits of the SHA-256 of its name
+  as served (`lead_score__xa2c21153`): the same field gets the same column in every record and every run.
   A field named like one of dlt's own columns (`_dlt_id`) is renamed the same way.
 
 Values inside a JSON column (`responses.data`) are made storable the same way; their keys are the
@@ -40,7 +41,7 @@ import orjson
 from dlt.common.normalizers.naming import NamingConvention
 from dlt.extract.items_transform import ItemTransform
 
-from analytics_assets.reading.naming import extract_naming
+from analytics_assets.reading.naming import extract_field_naming
 from analytics_assets.reading.transport import NumberText
 
 LONE_SURROGATE = "lone surrogate replaced"
@@ -76,8 +77,9 @@ _FLAT = frozenset({str, int, float, bool, type(None)})
 
 
 def name_tag(name: str) -> str:
-    """The suffix that sets a field's own column apart: 8 hex digits of the SHA-256 of its name as served."""
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    """The suffix that sets a field's own column apart: `x` and 8 hex digits of the SHA-256 of its name as
+    served (a letter first: naming conventions prefix an identifier that starts with a digit)."""
+    return "x" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 class OddValues:
@@ -128,12 +130,14 @@ class _Record:
     def __init__(
         self,
         naming: NamingConvention,
+        breaks_paths: bool,
         json_columns: frozenset[str],
         documented: frozenset[str],
         replace_nul: bool,
         names: dict[str, str],
     ) -> None:
         self.naming = naming
+        self.breaks_paths = breaks_paths
         self.json_columns = json_columns
         self.documented = documented
         self.replace_nul = replace_nul
@@ -192,7 +196,12 @@ class _Record:
     def name(self, key: str) -> str:
         name = self.names.get(key)
         if name is None:
-            name = _EMPTY_KEY if not key or key.isspace() else self.naming.normalize_path(key)
+            if not key or key.isspace():
+                name = _EMPTY_KEY
+            elif self.breaks_paths:
+                name = self.naming.normalize_path(key)
+            else:
+                name = self.naming.normalize_identifier(key)
             self.names[key] = name
         return name
 
@@ -241,7 +250,12 @@ class _Record:
                 # The documented field first, then the shallowest, then by name: the same order whatever
                 # the record's order of fields.
                 fields.sort(
-                    key=lambda f: (not (root and not f[3] and f[1] in self.documented), len(f[3]), f[3], f[1])
+                    key=lambda f: (
+                        not (root and ".".join((*f[3], f[1])) in self.documented),
+                        len(f[3]),
+                        f[3],
+                        f[1],
+                    )
                 )
                 for holder, key, path, served in fields[0 if column in DLT_COLUMNS else 1 :]:
                     new_key = f"{self.name(key).lstrip('_')}__{name_tag(key)}"
@@ -294,7 +308,8 @@ class OddValuesStep(ItemTransform[Any, dict[str, Any]]):
     Args:
         resource: The resource (its table).
         json_columns: The fields loaded as one JSON column each (their insides are not flattened).
-        documented: The fields the API documents: each keeps its column when another meets it.
+        documented: The fields the API documents (dots for nesting, `meta.country`): each keeps its
+            column when another meets it.
         replace_nul: Replace NUL (the warehouse refuses it).
         report: Collects what was changed, for the run (None: changed, not reported).
     """
@@ -314,6 +329,7 @@ class OddValuesStep(ItemTransform[Any, dict[str, Any]]):
         self.replace_nul = replace_nul
         self.report = report
         self._naming: NamingConvention | None = None
+        self._breaks_paths = True
         self._json_columns: frozenset[str] = frozenset()
         self._names: dict[str, str] = {}  # field name -> its column under the naming (a cache)
 
@@ -326,9 +342,16 @@ class OddValuesStep(ItemTransform[Any, dict[str, Any]]):
 
     def _page(self, rows: list[Any]) -> list[Any]:
         if self._naming is None:
-            self._naming = extract_naming()
+            self._naming, self._breaks_paths = extract_field_naming()
             self._json_columns = frozenset(self._naming.normalize_path(f) for f in self._json_fields)
-        record = _Record(self._naming, self._json_columns, self.documented, self.replace_nul, self._names)
+        record = _Record(
+            self._naming,
+            self._breaks_paths,
+            self._json_columns,
+            self.documented,
+            self.replace_nul,
+            self._names,
+        )
         if not _values_storable(rows, self.replace_nul):
             rows[:] = [record.object(row, False, root=True) if type(row) is dict else row for row in rows]
         keys: set[str] = set().union(*(row for row in rows if type(row) is dict))
