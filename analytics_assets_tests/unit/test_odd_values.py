@@ -15,10 +15,12 @@ same records load the same way twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,12 +31,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import dlt
 import duckdb
+import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from analytics_assets.reading import transport
+from analytics_assets.reading.audience import columns as audience_columns
 from analytics_assets.reading.audience.source import audience
 from analytics_assets.reading.feedback.source import feedback
+from analytics_assets.reading.odd_values import OddValues, OddValuesStep, name_tag
+from analytics_assets.reading.transport import NumberText
 
 # --- the local API ---------------------------------------------------------------------------------
 
@@ -368,6 +375,7 @@ def where(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("odd_values")
 
 
+@pytest.mark.slow  # a load into DuckDB per example, twice: ~3 s an example on 2 shared cores (`make test`)
 @pytest.mark.parametrize("name", list(ENDPOINTS))
 @settings(
     max_examples=8,
@@ -409,3 +417,122 @@ def test_every_record_served_is_loaded_with_every_value(
         t: dict(pipeline.default_schema.tables[t]["columns"])
         for t in pipeline.default_schema.data_table_names()
     } == tables
+
+
+# --- the step on its own: fast, many examples --------------------------------------------------------
+
+PERSON_FIELDS = frozenset(audience_columns.COLUMNS["peoples"])
+
+
+def stored_by_dlt(record: dict[str, Any]) -> Counter[tuple[str, str, Leaf]]:
+    """(table, column, value) of every value dlt's relational normalizer makes of `record`: the rows of
+    a table `t` and of its child tables, dlt's own columns left out."""
+    rows = dlt.Schema("odd_values_unit").normalize_data_item(deepcopy(record), "1", "t")
+    return Counter(
+        (table, column, _leaf(value))
+        for (table, _, _), row in rows
+        for column, value in row.items()
+        if not column.startswith("_dlt") and value is not None
+    )
+
+
+def parsed(value: Any) -> Any:
+    """`value` served as JSON text and read back by the sources' own response parser (`transport.py`)."""
+    response = transport._JsonResponse()
+    response.status_code = 200
+    response._content = to_json(value).encode()
+    response.encoding = "utf-8"
+    return response.json()
+
+
+def made_storable(
+    records: list[dict[str, Any]], replace_nul: bool = True
+) -> tuple[list[dict[str, Any]], OddValues]:
+    report = OddValues()
+    step = OddValuesStep("peoples", (), PERSON_FIELDS, replace_nul, report)
+    return step(deepcopy(records)), report
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(filled_in=answers())
+@example(filled_in=[{"lead_score": None}])
+@example(filled_in=[{"": [None]}])
+@example(filled_in=[{"a__b": 1, "a": {"b": 2}, "A": {"B": 3}}])
+def test_each_value_gets_a_column_of_its_own_whatever_the_order_of_fields(
+    filled_in: list[dict[str, Any]],
+) -> None:
+    records = parsed([person(i, a) for i, a in enumerate(filled_in)])
+    storable, _ = made_storable(records)
+    orjson.dumps(storable)  # what dlt's extract writes: no lone surrogate, no integer beyond 64 bits
+    for record, served in zip(storable, records, strict=True):
+        stored = stored_by_dlt(record)
+        expected = served_leaves({k: v for k, v in served.items() if k != "updatedAt"})
+        assert (
+            Counter(leaf for _, _, leaf in stored.elements()) - Counter([("text", served["updatedAt"])])
+            == expected
+        )
+        # The same fields served in another order land in the same columns.
+        reordered, _ = made_storable([dict(reversed(served.items()))])
+        assert stored_by_dlt(reordered[0]) == stored
+
+
+def test_fields_that_meet_keep_the_documented_one_in_the_column_and_the_other_in_a_predictable_one() -> None:
+    for served in (
+        {"id": 1, "leadScore": 44, "lead_score": 1174},
+        {"id": 1, "lead_score": 1174, "leadScore": 44},
+    ):
+        (record,), report = made_storable([served])
+        assert {k: v for k, v in record.items()} == {
+            "id": 1,
+            "leadScore": 44,
+            f"lead_score__{name_tag('lead_score')}": 1174,
+        }
+        assert report.renamed("peoples") == {"lead_score": f"lead_score__{name_tag('lead_score')}"}
+        assert name_tag("lead_score") == "x" + hashlib.sha256(b"lead_score").hexdigest()[:8]
+    # Neither documented: the first name in code point order keeps the column, at any depth.
+    (record,), report = made_storable(
+        [{"id": 1, "company_name": "b", "Company Name": "a", "meta": {"Tier": 1, "tier": 2}}]
+    )
+    assert report.renamed("peoples") == {
+        "company_name": f"company_name__{name_tag('company_name')}",
+        "meta.tier": f"meta__tier__{name_tag('tier')}",
+    }
+    assert report.counts("peoples") == {"field given its own column": 2}
+
+
+def test_values_no_column_holds_are_replaced_or_kept_as_text_and_counted() -> None:
+    served = {
+        "id": 1,
+        "firstName": "Zo\u00eb \ud83d",
+        "note": "a\x00b",
+        "leadScore": 2**70,
+        "ratio": NumberText("1e400"),
+        "scores": [1, 2**64],
+        "attributes": dict([("x\ud83d", 1), ("x\ud83e", 2)]),  # two keys cut at an emoji alike
+    }
+    (record,), report = made_storable([served])
+    assert record["firstName"] == "Zo\u00eb \ufffd"
+    assert record["note"] == "a\ufffdb"
+    assert record["lead_score__v_text"] == str(2**70) and "leadScore" not in record
+    assert record["ratio__v_text"] == "1e400"
+    assert record["scores"] == [1, {"value__v_text": str(2**64)}]
+    second = "x\ufffd__" + name_tag("x\ud83e")
+    assert record["attributes"] == {"x\ufffd": 1, second: 2}  # two keys cut alike stay apart
+    assert report.counts("peoples") == {
+        "lone surrogate replaced": 3,
+        "NUL replaced": 1,
+        "number stored as text": 3,
+    }
+    summary = report.summary("peoples")
+    assert summary is not None and summary.startswith("peoples: ") and "3 lone surrogate replaced" in summary
+    # A warehouse that stores NUL keeps it.
+    (record,), report = made_storable([{"id": 1, "note": "a\x00b"}], replace_nul=False)
+    assert record["note"] == "a\x00b" and report.summary("peoples") is None
+
+
+def test_a_page_of_plain_records_is_passed_on_as_it_is() -> None:
+    page = [
+        {"id": i, "email": f"p{i}@example.com", "leadScore": 2**63 - 1, "name": "Zoë 😀"} for i in range(3)
+    ]
+    storable, report = made_storable(page)
+    assert storable == page and report.counts("peoples") == {}
