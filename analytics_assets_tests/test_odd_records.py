@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from dagster import AssetCheckSeverity
+from dagster import AssetCheckSeverity, DagsterInstance
 
 from analytics_assets.reading.odd_values import name_tag
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
@@ -63,7 +63,8 @@ def snapshot(warehouse: Warehouse) -> dict[str, list[tuple[str, ...]]]:
 def test_odd_records_all_load_with_every_value_the_same_on_every_run(
     configured: Sandbox, warehouse: Warehouse
 ) -> None:
-    result = materialize(*ASSETS)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(*ASSETS, instance=instance)
     assert result.success
 
     # Every record present.
@@ -144,6 +145,13 @@ def test_odd_records_all_load_with_every_value_the_same_on_every_run(
     kinds = responses["values_made_storable_by_kind"].value
     assert kinds["lone surrogate replaced"] == 1 and kinds["number stored as text"] == 1
     assert kinds.get("NUL replaced", 0) == (0 if warehouse.destination == "duckdb" else 1)
+
+    # Said once per table in the run's log.
+    said = [
+        e.user_message for e in instance.all_logs(result.run_id) if "cannot store as served" in e.user_message
+    ]
+    assert sorted(m.split(":")[0] for m in said) == ["audience.peoples", "feedback.responses"], said
+    assert "'lead_score' -> lead_score__x" in said[0] + said[1]
 
     # The checks: no error; a warning only for what really is new (the text variant of a number column).
     evaluations = {
