@@ -6,13 +6,16 @@ rerun stores the same, and the checks say what they should."""
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
 from analytics_assets.reading.odd_values import name_tag
+from analytics_assets_tests.cli import dagster_home, run_materialize
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
 from analytics_assets_tests.materialize import materialize
 from analytics_sandbox import Sandbox
@@ -58,15 +61,8 @@ def snapshot(warehouse: Warehouse) -> dict[str, list[tuple[str, ...]]]:
     return tables
 
 
-@on_every_warehouse
-@pytest.mark.parametrize("sandbox", [ODD], indirect=True)
-def test_odd_records_all_load_with_every_value_the_same_on_every_run(
-    configured: Sandbox, warehouse: Warehouse
-) -> None:
-    instance = DagsterInstance.ephemeral()
-    result = materialize(*ASSETS, instance=instance)
-    assert result.success
-
+def assert_every_value_stored(configured: Sandbox, warehouse: Warehouse) -> None:
+    """Every record the sandbox serves is in the warehouse, each odd value in its documented form."""
     # Every record present.
     for table, resource in (("audience.peoples", "peoples"), ("feedback.responses", "responses")):
         served_ids = {r["id"] for r in configured.data.records(resource)}
@@ -125,6 +121,18 @@ def test_odd_records_all_load_with_every_value_the_same_on_every_run(
         "line one\x00line two": f"line one{nul}line two",
     }
 
+
+@on_every_warehouse
+@pytest.mark.parametrize("sandbox", [ODD], indirect=True)
+def test_odd_records_all_load_with_every_value_the_same_on_every_run(
+    configured: Sandbox, warehouse: Warehouse
+) -> None:
+    instance = DagsterInstance.ephemeral()
+    result = materialize(*ASSETS, instance=instance)
+    assert result.success
+
+    assert_every_value_stored(configured, warehouse)
+
     # Counted in the assets' metadata.
     by_asset = {
         m.asset_key.to_user_string(): m.metadata
@@ -171,3 +179,19 @@ def test_odd_records_all_load_with_every_value_the_same_on_every_run(
 
 def own_column(column: str, name: str) -> str:
     return f"{column}__{name_tag(name)}"
+
+
+@on_every_warehouse
+@pytest.mark.parametrize("sandbox", [ODD], indirect=True)
+def test_odd_records_load_with_the_dagster_cli_and_a_rerun_stores_the_same(
+    configured: Sandbox, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        home = dagster_home("embedded", tmp_path, stack)
+        done = run_materialize(",".join(ASSETS), home)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert_every_value_stored(configured, warehouse)
+        before = snapshot(warehouse)
+        again = run_materialize(",".join(ASSETS), home)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert snapshot(warehouse) == before
