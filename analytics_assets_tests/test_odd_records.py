@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 
+from analytics_assets.reading.history import HISTORY_SETTING
 from analytics_assets.reading.odd_values import name_tag
 from analytics_assets_tests.cli import dagster_home, run_materialize
 from analytics_assets_tests.conftest import SMALL, Warehouse, on_every_warehouse
@@ -195,3 +196,20 @@ def test_odd_records_load_with_the_dagster_cli_and_a_rerun_stores_the_same(
         again = run_materialize(",".join(ASSETS), home)
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
         assert snapshot(warehouse) == before
+
+
+@pytest.mark.parametrize("sandbox", [ODD], indirect=True)
+def test_odd_records_in_history_mode_keep_one_version_each(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HISTORY_SETTING, "audience.peoples,feedback.responses")
+    assert materialize(*ASSETS).success
+    assert materialize(*ASSETS, run_config=FULL_SCAN).success  # every record read and merged again
+    for table in ("audience.peoples", "feedback.responses"):
+        # The same stored values hash to the same version: no record was closed and opened again.
+        ((rows, records, active),) = warehouse.query(
+            f"select count(*), count(distinct id), count(_dlt_valid_from) - count(_dlt_valid_to) from {table}"
+        )
+        assert rows == records == active, table
+    person = next(r for r in configured.data.records("peoples") if r["leadScore"] == BIG)
+    assert row(warehouse, "audience.peoples", "lead_score__v_text", person["id"]) == (str(BIG),)
