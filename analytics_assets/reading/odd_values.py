@@ -13,9 +13,8 @@ there. Four kinds of content would otherwise stop a whole endpoint or lose a val
 - two fields whose names meet in one column (`leadScore` and `lead_score`, `Email` and `email`,
   `Company Name` and `company_name`; nested objects too: `a__b` and `a.b`): dlt would keep one value.
   The field the API documents keeps the column (`meta.country` too; else the shallowest, then the first
-  name in code point order); each other
-  gets a column of its own, named the column, `__x` and the first 8 hex digits of the SHA-256 of its name
-  as served (`lead_score__xa2c21153`): the same field gets the same column in every record holding both,
+  name in code point order); each other gets a column of its own, named the column, `__x` and the first
+  8 hex digits of the SHA-256 of its name as served (`lead_score__xa2c21153`): the same field gets the same column in every record holding both,
   on every run. Which fields meet is decided per record: a record holding only one of them keeps it in
   the column (the API's own fields are in every record, so a custom field meeting one always moves).
   A field named like one of dlt's own columns (`_dlt_id`) is renamed the same way.
