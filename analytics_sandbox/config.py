@@ -46,6 +46,9 @@ class SandboxConfig:
             same records in their new shapes). Changeable at run time.
         feedback_licensed: On the current generation, whether the server has the Enterprise licence
             the contacts endpoints need (without it they answer 403). Changeable at run time.
+        odd_records: Serve a few people and responses whose fields hold what people really type: a
+            cut emoji (a lone surrogate), NUL, an integer beyond 64 bits, custom fields whose names meet
+            the API's own in snake_case (`odd_records.py`, which lists them). Off: every record as generated.
     """
 
     seed: int = 42
@@ -67,6 +70,7 @@ class SandboxConfig:
     request_log_size: int = 100_000
     feedback_generation: str = "seed"
     feedback_licensed: bool = True
+    odd_records: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -88,6 +92,8 @@ class SandboxConfig:
             raise ValueError(
                 f"SandboxConfig.feedback_licensed must be a bool, got {self.feedback_licensed!r}"
             )
+        if not isinstance(self.odd_records, bool):
+            raise ValueError(f"SandboxConfig.odd_records must be a bool, got {self.odd_records!r}")
         if self.accounts < 1:
             raise ValueError("SandboxConfig.accounts must be at least 1 (segments belong to an account)")
 

@@ -6,6 +6,7 @@ with `records()` / `count()`, which list exactly what the API serves at that mom
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +50,10 @@ def _same(record: Record) -> Record:
 
 def _copy(record: Any) -> Any:
     """A deep copy of JSON data (callers must not be able to change the served records)."""
-    return orjson.loads(orjson.dumps(record))
+    try:
+        return orjson.loads(orjson.dumps(record))
+    except TypeError:  # what orjson cannot write (`odd_records.py`)
+        return copy.deepcopy(record)
 
 
 class Dataset:

@@ -24,6 +24,7 @@ from .ids import (
     mix64,
     uuid_prefixes,
 )
+from .odd_records import odd_person, odd_response
 
 Record = dict[str, Any]
 
@@ -198,6 +199,8 @@ class Generator:
         from tables: a page of 100 people costs well under half a millisecond. `test_sandbox`
         checks the ids against `IdCodec.uuid`.
         """
+        if self.config.odd_records:
+            indices = list(indices)
         out: list[Record] = []
         append = out.append
         offset, key = self.people_ids.offset, self.people_ids.key
@@ -254,6 +257,8 @@ class Generator:
                     "company": companies[(g >> 34) & 31],
                 }
             )
+        if self.config.odd_records:
+            return [odd_person(i, record) for i, record in zip(indices, out, strict=True)]
         return out
 
     def person_edit(self, i: int, n: int) -> Record:
@@ -318,7 +323,7 @@ class Generator:
         if self._identified and (h >> 8) & 3 != 0:
             ip = self._identified[(h >> 10) % len(self._identified)]
             person = {"id": ip["id"], "userId": ip["userId"]}
-        return {
+        record = {
             "id": self.response_ids.cuid(i),
             "createdAt": iso(created),
             "updatedAt": iso(created + sum(ttc.values()) + 1000),
@@ -341,6 +346,7 @@ class Generator:
             else [],
             "variables": {"plan": PLANS[(h >> 38) & 3]} if (h >> 40) & 1 else {},
         }
+        return odd_response(i, record) if self.config.odd_records else record
 
     def response_edit(self, record: Record, n: int) -> Record:
         """Field changes of the `n`-th update of a response: it gets finished and one answer changes."""

@@ -57,6 +57,7 @@ from analytics_assets.reading.history import (
     refresh_current_view,
 )
 from analytics_assets.reading.naming import pipeline_naming
+from analytics_assets.reading.odd_values import OddValues
 from analytics_assets.reading.personal_data import (
     PersonalData,
     PersonalDataSettingError,
@@ -189,6 +190,9 @@ class _Load:
         # One refusal per API per run: a refused key ends the reads of every endpoint of that API.
         self.stats = RequestStats(api.name, refusal=refusal or KeyRefusal())
         self.served = ServedKeys()
+        self.odd_values = OddValues()
+        """What this run changed to make records storable, per table (`odd_values.py`)."""
+        self.replace_nul = warehouse.refuses_nul()
         self.synced_at = datetime.now(UTC)
         """The sync's time: history tables open and close versions at it."""
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
@@ -199,6 +203,8 @@ class _Load:
             full_scan=self.full_scan,
             served_keys=self.served,
             request_stats=self.stats,
+            replace_nul=self.replace_nul,
+            odd_values=self.odd_values,
         )
 
     def source(self, load: EndpointLoad) -> DltSource:
@@ -212,6 +218,8 @@ class _Load:
                 full_scan=self.full_scan,
                 served_keys=self.served,
                 request_stats=self.stats,
+                replace_nul=self.replace_nul,
+                odd_values=self.odd_values,
                 paths={load.resource: load.path},
             )
         return source.with_resources(load.resource).clone(with_name=load.pipeline.pipeline_name)
@@ -351,6 +359,7 @@ class _Load:
                 full_scan=True,
                 served_keys=repair,
                 request_stats=self.stats,
+                replace_nul=self.replace_nul,  # what it changes was counted by the read before
             ).with_resources(resource)
             pipeline.extract(
                 source.clone(with_name=pipeline.pipeline_name), loader_file_format=self.file_format
@@ -400,7 +409,21 @@ class _Load:
             metadata[UNAVAILABLE] = MetadataValue.text(load.unavailable)
         else:
             metadata["new_columns"] = MetadataValue.json(self.schema_changes(load))
+            metadata.update(self.odd_values_metadata(load.resource))
         return metadata
+
+    def odd_values_metadata(self, resource: str) -> dict[str, Any]:
+        """What this run changed in the table's records to store them (`odd_values.py`), said once in the
+        log when anything was."""
+        counts = self.odd_values.counts(resource)
+        summary = self.odd_values.summary(resource)
+        if summary:
+            self.log.warning(f"{self.api.name}.{summary}")
+        return {
+            "values_made_storable": MetadataValue.int(sum(counts.values())),
+            "values_made_storable_by_kind": MetadataValue.json(counts),
+            "fields_renamed": MetadataValue.json(self.odd_values.renamed(resource)),
+        }
 
 
 def _start_reads(

@@ -50,6 +50,8 @@ DEFAULT_MAX_ROW_DROP = 0.5
 DEFAULT_LOCK_TIMEOUT = 3600.0
 """One hour: longer than any load of either API at 1,000,000 people, shorter than a night."""
 
+KEEPS_NUL = frozenset({"duckdb"})
+"""The destinations known to store NUL (`\u0000`) in text and JSON as it is."""
 LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "insert_values"}
 """The loader file format per destination, chosen for speed among those that keep the data intact.
 
@@ -158,6 +160,11 @@ class WarehouseResource(ConfigurableResource):
             dataset: The dataset (schema) name: the API's name.
         """
         return dlt.pipeline(pipeline_name=name, destination=self.dlt_destination(), dataset_name=dataset)
+
+    def refuses_nul(self) -> bool:
+        """Whether the warehouse refuses NUL in text: PostgreSQL does (text and JSON alike); DuckDB keeps
+        it. Another destination is taken to refuse it (`odd_values.py` then replaces it by U+FFFD)."""
+        return self.destination_name() not in KEEPS_NUL
 
     def max_row_drop_share(self) -> float:
         """The share of rows a table may lose between two runs before the drop check fails.

@@ -190,6 +190,10 @@ class _Page:
         arrays: dict[str, pa.Array] = {}
         timestamps: list[str] = []
         for field, values in zip(fields, columns, strict=True):
+            if not field or field.isspace() or "__" in field:
+                # A blank name (the row path's column `_empty`), or one dlt's row path breaks at `__`
+                # (`a__b` is the field `b` of `a`): the row path names its column.
+                return None
             name = self._name(field)
             if name in names or name.startswith("_dlt"):
                 return None  # two fields in one column, or one of dlt's own: the row path decides

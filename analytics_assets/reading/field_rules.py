@@ -57,11 +57,14 @@ class Hasher:
         return outer.hexdigest()
 
     def hash(self, value: Any) -> str:
-        """The hash of a JSON value: a string's own text, another value's compact JSON (keys sorted)."""
+        """The hash of a JSON value: a string's own text, another value's compact JSON (keys sorted).
+
+        Hashed before the value is made storable (`odd_values.py`): a lone surrogate (half an emoji) has
+        no UTF-8 form, so its surrogate-escaped bytes are hashed, the same on every run."""
         if isinstance(value, str):
-            return self.digest(value.encode())
+            return self.digest(value.encode("utf-8", "surrogatepass"))
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return self.digest(text.encode())
+        return self.digest(text.encode("utf-8", "surrogatepass"))
 
     def hash_all(self, texts: Iterable[str]) -> dict[str, str]:
         """The hash of each string, by string: the loop a column's values go through (no call per value)."""
@@ -69,7 +72,7 @@ class Hasher:
         result = {}
         for text in texts:
             inner = inner_copy()
-            inner.update(text.encode())
+            inner.update(text.encode("utf-8", "surrogatepass"))
             outer = outer_copy()
             outer.update(inner.digest())
             result[text] = outer.hexdigest()

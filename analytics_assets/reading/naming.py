@@ -33,6 +33,18 @@ def extract_naming() -> NamingConvention:
         return configured_naming()
 
 
+def extract_field_naming() -> tuple[NamingConvention, bool]:
+    """The naming convention dlt extracts with (`extract_naming`), and whether its relational normalizer
+    breaks a field's name at the path separator (`a__b` as the field `b` of `a`, dlt's default; schemas
+    migrated from older dlt versions do not), read from the schema's public dict form."""
+    try:
+        schema = dlt.current.source_schema()
+    except CurrentSourceSchemaNotAvailable:
+        return configured_naming(), True
+    normalizers = schema.to_dict(bump_version=False).get("normalizers") or {}
+    return schema.naming, normalizers.get("use_break_path_on_normalize", True) is not False
+
+
 def pipeline_naming(pipeline: dlt.Pipeline) -> NamingConvention:
     """The naming convention of the pipeline's schema; the configured one before its first load."""
     if pipeline.default_schema_name is None:

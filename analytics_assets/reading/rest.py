@@ -22,6 +22,7 @@ from analytics_assets.internals import replace_generator
 from analytics_assets.reading.arrow_pages import ArrowPages, batched_pages
 from analytics_assets.reading.catalog import endpoints
 from analytics_assets.reading.field_rules import FieldRules, FieldStep
+from analytics_assets.reading.odd_values import OddValues, OddValuesStep
 from analytics_assets.reading.settings import env_var
 from analytics_assets.reading.sweep import ServedKeys
 from analytics_assets.reading.transport import Transport, check_base_url, expect_json
@@ -234,6 +235,9 @@ def assemble(
     allow_insecure_http: bool = False,
     arrow_resources: Collection[str] = (),
     field_rules: Mapping[str, FieldRules] | None = None,
+    documented: Mapping[str, Collection[str]] | None = None,
+    replace_nul: bool = True,
+    odd_values: OddValues | None = None,
 ) -> list[DltResource]:
     """The dlt resources of a declarative config, wired for a run.
 
@@ -241,7 +245,9 @@ def assemble(
     observation), a check of every page before dlt reads it, path-safe parent values for child paths,
     the fields hashed and dropped (`field_rules`, by resource: `field_rules.py`) and the recording of
     served keys for the sweep. The pages of `arrow_resources` go to dlt as Arrow tables where that
-    changes nothing in the warehouse (`arrow_pages.py`).
+    changes nothing in the warehouse (`arrow_pages.py`). Every record is made storable
+    (`odd_values.py`): `documented` names each resource's documented fields (they keep their columns),
+    `replace_nul` whether the warehouse refuses NUL, `odd_values` collects what was changed.
     """
     client = config["client"]
     check_base_url(api, client["base_url"], env_var(api, "base_url"), allow_insecure_http)
@@ -269,11 +275,20 @@ def assemble(
             if isinstance(paginator, ShortPageOffsetPaginator):
                 paginator.on_end_unseen = served_keys.reporter(name)
                 paginator.on_moved = served_keys.mover(name)
+    json_columns = {name: _json_fields(resource) for name, resource in by_name.items()}
     built = rest_api_resources(config)
     if field_rules is not None:
         # Before the served keys are recorded: a hashed key is recorded, swept and checked as its hash.
         for dlt_resource in built:
             dlt_resource.add_step(FieldStep(field_rules.get(dlt_resource.name, FieldRules())))
+    for dlt_resource in built:
+        # After the fields are hashed or dropped (a dropped field's odd value never moves to another
+        # column), before the keys are recorded and dlt's incremental step: every later step sees
+        # storable records.
+        name = dlt_resource.name
+        dlt_resource.add_step(
+            OddValuesStep(name, json_columns[name], (documented or {}).get(name, ()), replace_nul, odd_values)
+        )
     if served_keys is not None:
         served_keys.track(config, built)  # first: before any step added below or later (history's)
     # dlt 1.31 drops `parallelized` from top-level rest_api resources (their generator takes an
@@ -307,6 +322,14 @@ def _fit_column_hints(resource: Any, rules: FieldRules | None) -> None:
     for path in rules.hashed:
         if len(path) == 1 and path[0] in columns:
             columns[path[0]] = {**columns[path[0]], "data_type": "text"}
+
+
+def _json_fields(resource: Any) -> list[str]:
+    """The fields a config loads as JSON columns (after `_fit_column_hints`)."""
+    columns = resource.get("columns")
+    if not isinstance(columns, dict):
+        return []
+    return [name for name, c in columns.items() if isinstance(c, dict) and c.get("data_type") == "json"]
 
 
 def _keeps_history(resource: DltResource) -> Callable[[], bool]:

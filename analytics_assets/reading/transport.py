@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import threading
 import time
@@ -244,6 +245,17 @@ _LONG_NUMBER = b"0" * 19
 `in`: a regular expression takes longer than the parse."""
 
 
+class NumberText(str):
+    """A JSON number no double holds (`1e400`; `NaN` and `Infinity`, which some servers write), kept as the
+    text the API sent: read as a float it would be infinite, and written as null (`odd_values.py`
+    stores the text)."""
+
+
+def _float_or_text(text: str) -> float | NumberText:
+    number = float(text)
+    return NumberText(text) if math.isinf(number) else number
+
+
 class _JsonResponse(Response):
     """A response whose `json()` parses UTF-8 bytes with orjson: a third of the time of the parser
     requests uses, and the same values.
@@ -251,7 +263,7 @@ class _JsonResponse(Response):
     Only where requests would read the body as UTF-8 too (the charset says so, or none is given and the
     bytes are UTF-8 JSON: RFC 8259) and no number may be too long for orjson; anything orjson refuses
     (invalid UTF-8, lone surrogates, NaN, huge exponents) goes to requests' own parser, which decides
-    and raises its own error.
+    and raises its own error; there a number beyond a double is kept as its text (`NumberText`).
     """
 
     def json(self, **kwargs: Any) -> Any:
@@ -270,6 +282,8 @@ class _JsonResponse(Response):
                 return orjson.loads(content)
             except orjson.JSONDecodeError:
                 pass
+        if not kwargs:
+            return super().json(parse_float=_float_or_text, parse_constant=NumberText)
         return super().json(**kwargs)
 
 

@@ -20,8 +20,10 @@ from dlt.common.configuration import configspec
 from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 
+from analytics_assets.reading.audience.columns import COLUMNS
 from analytics_assets.reading.credentials import drop_credentials
 from analytics_assets.reading.field_rules import FieldRules
+from analytics_assets.reading.odd_values import OddValues
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
@@ -168,6 +170,8 @@ def audience(
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
     field_rules: Mapping[str, FieldRules] | None = None,
+    replace_nul: bool = True,
+    odd_values: OddValues | None = None,
 ) -> list[DltResource]:
     """The audience API. Configured as `SOURCES__AUDIENCE__BASE_URL` and `SOURCES__AUDIENCE__API_KEY`;
     every argument of `AudienceSettings` is a setting too (`SOURCES__AUDIENCE__<ARGUMENT>`); the others
@@ -188,6 +192,8 @@ def audience(
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
         field_rules: The fields to hash and to drop, by resource (`personal_data.PersonalData.for_api`);
             None: every field loads as served.
+        replace_nul: Replace NUL in text (PostgreSQL refuses it; `odd_values.py`).
+        odd_values: Collects what the run changed to make records storable (`odd_values.py`).
     """
     transport = Transport(
         RetryPolicy(backoff_factor=retry_backoff_factor, timeout=request_timeout),
@@ -205,4 +211,7 @@ def audience(
         allow_insecure_http,
         arrow_resources=ARROW_RESOURCES if arrow_pages else (),
         field_rules=field_rules,
+        documented=COLUMNS,
+        replace_nul=replace_nul,
+        odd_values=odd_values,
     )

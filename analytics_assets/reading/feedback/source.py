@@ -15,7 +15,9 @@ from dlt.sources import DltResource
 from dlt.sources.rest_api import RESTAPIConfig
 from dlt.sources.rest_api.typing import Endpoint, EndpointResource
 
+from analytics_assets.reading.feedback.columns import COLUMNS
 from analytics_assets.reading.field_rules import FieldRules
+from analytics_assets.reading.odd_values import OddValues
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
@@ -164,6 +166,8 @@ def feedback(
     served_keys: ServedKeys | None = None,
     request_stats: RequestStats | None = None,
     field_rules: Mapping[str, FieldRules] | None = None,
+    replace_nul: bool = True,
+    odd_values: OddValues | None = None,
     paths: Mapping[str, str] | None = None,
 ) -> list[DltResource]:
     """The feedback API. Configured as `SOURCES__FEEDBACK__BASE_URL` and `SOURCES__FEEDBACK__API_KEY`;
@@ -184,6 +188,8 @@ def feedback(
         request_stats: Collects what the requests did (counts, retries, last URLs) for the run.
         field_rules: The fields to hash and to drop, by resource (`personal_data.PersonalData.for_api`);
             None: every field loads as served.
+        replace_nul: Replace NUL in text (PostgreSQL refuses it; `odd_values.py`).
+        odd_values: Collects what the run changed to make records storable (`odd_values.py`).
         paths: Paths to read instead of the seed's, by resource (the loader passes
             `CURRENT_GENERATION_PATHS` where the seed's paths are gone).
     """
@@ -195,4 +201,14 @@ def feedback(
         page_concurrency,
     )
     config = feedback_config(base_url, api_key, api_key_header, full_scan, responses_lookback_hours, paths)
-    return assemble("feedback", config, transport, served_keys, allow_insecure_http, field_rules=field_rules)
+    return assemble(
+        "feedback",
+        config,
+        transport,
+        served_keys,
+        allow_insecure_http,
+        field_rules=field_rules,
+        documented=COLUMNS,
+        replace_nul=replace_nul,
+        odd_values=odd_values,
+    )
