@@ -1,5 +1,7 @@
-"""A list that pages is read to its end, or not swept: `/segments` with 150 segments on an API that
-pages it, and on APIs that ignore the paging parameters."""
+"""A list is read to its end, or not swept, whole Dagster runs: `/segments` as the seed describes it
+(one page, the whole list whatever the offset) and paged as the public connector reads it, and an API
+that answers only its first page whatever the offset. The rules themselves are proven over a model of
+every way an API serves a list in `unit/test_paging_model.py`; these show what only a whole run shows."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -51,14 +53,15 @@ def warnings(instance: DagsterInstance, result: ExecuteInProcessResult) -> list[
 
 @pytest.mark.parametrize("sandbox", [MANY_SEGMENTS], indirect=True)
 @pytest.mark.parametrize(
-    ("mode", "second_offset"),
-    # Pages overlap by one record (the next is asked from the last record served). Ignoring `limit`,
-    # the API answers 150 records for 100: the next offset is 149, and its answer, the same 150 again,
-    # says it ignores the offset too: those 150 were the whole list.
-    [("pages", "99"), ("ignore", "149")],
+    ("mode", "offsets"),
+    # Pages overlap by one record (the next is asked from the last record served). The seed's one page
+    # answers 150 records for 100: the next offset is 149, and its answer, the same 150 again, is asked
+    # once more (a page served twice by accident is no rule): the API ignores the offset and the limit,
+    # and those 150 were the whole list.
+    [("pages", ["0", "99"]), ("default", ["0", "149", "149"])],
 )
-def test_150_segments_load_exactly_whether_the_api_pages_them_or_ignores_paging(
-    configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance, mode: str, second_offset: str
+def test_150_segments_load_exactly_whether_the_api_pages_them_or_not(
+    configured: Sandbox, warehouse: Warehouse, instance: DagsterInstance, mode: str, offsets: list[str]
 ) -> None:
     configured.set_paging("segments", mode)
     result = materialize(*SELECTION, instance=instance)
@@ -67,10 +70,9 @@ def test_150_segments_load_exactly_whether_the_api_pages_them_or_ignores_paging(
     assert len(segment_ids(warehouse)) == 150
     assert memberships(warehouse) == served_memberships(configured)
     assert len(memberships(warehouse)) == 150 * 3
-    # Two requests per read of the list (the segments op and the members op each read it once): the
-    # second page is the short one, or the repeat of an API that ignores the parameters.
-    offsets = [r["query"].get("offset") for r in configured.requests(path=SEGMENTS)]
-    assert offsets == ["0", second_offset] * 2
+    # Per read of the list (the segments op and the members op each read it once): the second page is
+    # the short one, or the repeat of an API that ignores the parameters, asked once more.
+    assert [r["query"].get("offset") for r in configured.requests(path=SEGMENTS)] == offsets * 2
     assert asset_metadata(result, "segments")["keys_served_twice"] == 0  # a repeated page is not loaded
     assert warnings(instance, result) == []
 
@@ -94,11 +96,48 @@ def test_a_sync_that_cannot_see_the_end_of_a_list_deletes_nothing(
     assert asset_metadata(result, "segment_people")["rows_deleted"] == 0
     said = warnings(instance, result)
     assert len(said) == 2, said  # segments, and segment_people (read from part of the segments)
-    assert "answered the same 100 records at offset=99" in said[0]
+    assert "at offset=99 answered the same records as the page before, asked twice (100 records)" in said[0]
     assert "ignores the paging parameters (limit, offset)" in said[0]
     assert any("its parent segments" in s for s in said)
 
-    configured.set_paging("segments", "default")  # the end is seen again: the removal is swept
+    configured.set_paging("segments", "default")  # the seed's whole list: the removal is swept
     assert materialize(*SELECTION, instance=instance).success
     assert segment_ids(warehouse) == loaded_segments - {removed}
     assert memberships(warehouse) == served_memberships(configured)
+
+
+@pytest.mark.parametrize("history", [False, True], ids=["merge", "history"])
+def test_the_seeds_one_page_segments_are_swept_by_the_next_nightly(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch, history: bool
+) -> None:
+    """`/segments` answered whole whatever the offset (the seed's form, the sandbox's default): removed
+    memberships and the memberships of deleted people leave `segment_people` with the next nightly
+    sync; in history mode their versions are closed, and the current view equals the API."""
+    if history:
+        monkeypatch.setenv("ANALYTICS_HISTORY", "audience.segment_people")
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize(job="nightly_sync", instance=instance).success
+        assert memberships(warehouse) == served_memberships(configured)
+        segment = next(iter(configured.data.records("segments")))["id"]
+        removed = configured.data.remove_memberships(segment, 5)
+        gone = configured.data.delete_people(configured.data.segment_members(segment)[:2])
+        left = {(segment, p) for p in removed} | {(s, p) for s, p in memberships(warehouse) if p in gone}
+        configured.clear_requests()
+        result = materialize(job="nightly_sync", instance=instance)
+        assert result.success
+        assert warnings(instance, result) == []
+
+    table = "audience.segment_people_current" if history else "audience.segment_people"
+    now = {(int(s), p) for s, p in warehouse.query(f"select segment_id, id from {table}")}
+    assert now == served_memberships(configured)
+    assert len(left) >= 7 and not left & now
+    facts = asset_metadata(result, "segment_people")
+    assert facts["rows_closed" if history else "rows_deleted"] >= 7
+    if history:  # every version is kept: the removed ones closed
+        closed = warehouse.query(
+            "select count(*) from audience.segment_people where _dlt_valid_to is not null"
+        )
+        assert closed[0][0] == facts["rows_closed"]
+    # One page of 3 segments per read of the list, answered again at the next offset and once more.
+    offsets = [r["query"].get("offset") for r in configured.requests(path=SEGMENTS)]
+    assert offsets == ["0", "2", "2"] * (len(offsets) // 3) and offsets

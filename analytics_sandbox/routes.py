@@ -63,10 +63,11 @@ FEEDBACK_ENDPOINTS = {
 }
 OFFSET_PARAM = {"audience": "offset", "feedback": "skip"}
 PAGING_MODES = ("default", "pages", "ignore", "ignore_first_page")
-"""How an endpoint pages (`Sandbox.set_paging`): as documented above; in pages of at most 100 (100
-without `limit`, like an API that pages an endpoint its description lists as one page); ignoring
-`limit` and the offset, answering the whole list every time; or ignoring them and answering the first
-100 every time."""
+"""How an endpoint pages (`Sandbox.set_paging`): as documented above (an endpoint that does not page
+answers its whole list whatever `limit` and the offset say, like the seed's one-page `/segments`); in
+pages of at most 100 (100 without `limit`: the public connector's paged `/segments`); ignoring `limit`
+and the offset, answering the whole list every time; or ignoring them and answering the first 100 every
+time."""
 UNKNOWN = "(unknown)"
 
 
@@ -141,6 +142,8 @@ def serve(
                 raise BadRequest(f"sort must be one of {SORTS} and order one of {ORDERS}")
     except BadRequest as error:
         return (400, *error_response(api, 400, str(error)))
+    if paging == "default" and not endpoint.paginated:
+        paging = "ignore"  # one page, as the seed describes it: the whole list whatever the query says
     if paging in ("ignore", "ignore_first_page"):
         offset, limit = 0, None if paging == "ignore" else MAX_LIMIT
     elif limit is not None:
