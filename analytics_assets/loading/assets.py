@@ -31,7 +31,6 @@ from dagster import (
 from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
@@ -44,6 +43,7 @@ from analytics_assets.loading.endpoints_load import (
     write_in_turn,
 )
 from analytics_assets.loading.errors import error_response, explain, server_message
+from analytics_assets.loading.tables import endpoint_pipeline_name, row_count
 from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.loading.translator import ApiTranslator
 from analytics_assets.loading.warehouse import WarehouseResource
@@ -151,16 +151,6 @@ class Gate:
 
     specs: Sequence[AssetCheckSpec]
     evaluate: Callable[[AssetExecutionContext, WarehouseResource, dlt.Pipeline], Iterable[AssetCheckResult]]
-
-
-def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
-    with pipeline.sql_client() as client:
-        try:
-            rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
-        except DatabaseUndefinedRelation:
-            return 0  # the endpoint has served nothing yet, so dlt created no table
-    assert rows, "count(*) returns a row"
-    return int(rows[0][0])
 
 
 class _Load:
@@ -380,7 +370,7 @@ class _Load:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
         repeats = self.served.repeats(load.resource)  # read by the `primary_key_unique` check
         metadata: dict[str, Any] = {
-            "dagster/row_count": MetadataValue.int(_row_count(load.pipeline, load.resource)),
+            "dagster/row_count": MetadataValue.int(row_count(load.pipeline, load.resource)),
             "sync": MetadataValue.text(sync),
             "served_by": MetadataValue.text(f"GET {load.path}"),
             "keys_served_twice": MetadataValue.int(repeats.count),
@@ -418,7 +408,7 @@ def _start_reads(
         after: The endpoint each child is written after (its parent's, read in the same op).
     """
     name = run.api.name
-    pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
+    pipelines = {r: warehouse.pipeline(endpoint_pipeline_name(name, r), name) for r in resources}
     warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
     # Paged lists first: their pipelines are restored first (one at a time), so the longest chains of
     # requests start first (seen: `/people/all` started 1.1 s into a run, behind four one-page endpoints).
