@@ -9,6 +9,7 @@ the definitions, from the environment variable named beside it (unset too: the d
 - `max_row_drop` / `ANALYTICS_MAX_ROW_DROP`: the share of its rows one sync may delete from a table,
   and that a table may lose between two runs (`checks/history.py`).
 - `lock_timeout_seconds` / `ANALYTICS_LOCK_TIMEOUT_SECONDS`: how long a step waits for a lock (`locks.py`).
+- `dataset_prefix` / `ANALYTICS_DATASET_PREFIX`: put before each dataset's name (empty by default).
 Each API gets its own pipeline names and dataset, so their state and tables never mix.
 """
 
@@ -45,6 +46,7 @@ DESTINATION_ENV = "ANALYTICS_DESTINATION"
 DUCKDB_PATH_ENV = "ANALYTICS_DUCKDB_PATH"
 DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DUCKDB_PATH = "data/analytics.duckdb"
+DATASET_PREFIX_ENV = "ANALYTICS_DATASET_PREFIX"
 MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
 DEFAULT_MAX_ROW_DROP = 0.5
 DEFAULT_LOCK_TIMEOUT = 3600.0
@@ -101,6 +103,14 @@ class WarehouseResource(ConfigurableResource):
             f"{LOCK_TIMEOUT_ENV}, else {DEFAULT_LOCK_TIMEOUT:.0f}."
         ),
     )
+    dataset_prefix: str | None = Field(
+        default=None,
+        description=(
+            "Put before each dataset's name (`staging_` makes `staging_audience`): several environments in"
+            " one MySQL/MariaDB server, where a dataset is a database of its own and cannot sit inside"
+            f" one. Unset: {DATASET_PREFIX_ENV}, else none."
+        ),
+    )
     max_row_drop: str | None = Field(
         default=None,
         description=(
@@ -155,9 +165,14 @@ class WarehouseResource(ConfigurableResource):
 
         Args:
             name: The pipeline name, unique per op so no two share local state or cursors.
-            dataset: The dataset (schema) name: the API's name.
+            dataset: The dataset (schema) name: the API's name (after `dataset_prefix`).
         """
-        return dlt.pipeline(pipeline_name=name, destination=self.dlt_destination(), dataset_name=dataset)
+        # The prefix is applied here rather than by dlt's `dataset_name_layout`, which dlt applies again
+        # to the name it restores from the warehouse (`sync_destination`): `p_p_audience`.
+        prefix = resource_setting(self.dataset_prefix, DATASET_PREFIX_ENV, "")
+        return dlt.pipeline(
+            pipeline_name=name, destination=self.dlt_destination(), dataset_name=f"{prefix}{dataset}"
+        )
 
     def max_row_drop_share(self) -> float:
         """The share of rows a table may lose between two runs before the drop check fails.
