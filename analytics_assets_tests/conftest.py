@@ -23,6 +23,7 @@ import duckdb
 import psycopg2
 import pymysql
 import pytest
+import sqlglot
 from hypothesis import settings
 
 from analytics_sandbox import Sandbox, SandboxConfig
@@ -163,8 +164,11 @@ class Warehouse:
         """The name a dataset has in this warehouse."""
         return f"{self.prefix}_{name}" if self.prefix else name
 
-    def _mysql(self, sql: str) -> str:
+    def _mysql(self, sql: str, transpile: bool = True) -> str:
+        # Tests write DuckDB's (PostgreSQL's) SQL: sqlglot turns it into MySQL's (`nulls first`, `"x"`).
         # The datasets are databases with the test's prefix: `audience.peoples` -> `<prefix>_audience`.peoples
+        if transpile:  # not with `%s` parameters, which are no SQL
+            sql = sqlglot.transpile(sql, read="duckdb", write="mysql")[0]
         return re.sub(rf"\b({'|'.join(DATASETS)})\.", lambda m: f"`{self.dataset(m[1])}`.", sql)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
@@ -203,7 +207,7 @@ class Warehouse:
             mcon = mysql_connect(self.url)
             try:
                 with mcon.cursor() as cursor:
-                    cursor.execute(self._mysql(sql), args or None)
+                    cursor.execute(self._mysql(sql, transpile=not args), args or None)
             finally:
                 mcon.close()
             return

@@ -110,11 +110,12 @@ class SyncConfig(Config):
 
 
 def configured_source(
-    api: Api, synced_at: datetime | None, privacy: PersonalData, **options: Any
+    api: Api, synced_at: datetime | None, privacy: PersonalData, capabilities: Any = None, **options: Any
 ) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
     history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`, its personal data hashed and
-    excluded as `privacy` says (`personal_data.py`, read once per run).
+    excluded as `privacy` says (`personal_data.py`, read once per run); `capabilities` are the
+    destination's (dlt's), for the SQL history mode hands dlt.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
@@ -132,7 +133,7 @@ def configured_source(
             )
         ) from None
     keys = {name: e.primary_key for name, e in api.catalog.items()}
-    return apply_history(source, api.name, keys, synced_at)
+    return apply_history(source, api.name, keys, synced_at, capabilities)
 
 
 @dataclass(frozen=True)
@@ -181,11 +182,13 @@ class _Load:
         self.served = ServedKeys()
         self.synced_at = datetime.now(UTC)
         """The sync's time: history tables open and close versions at it."""
+        self.capabilities = warehouse.capabilities()
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
             api,
             self.synced_at,
             privacy,
+            self.capabilities,
             full_scan=self.full_scan,
             served_keys=self.served,
             request_stats=self.stats,
@@ -199,6 +202,7 @@ class _Load:
                 self.api,
                 self.synced_at,
                 self.privacy,
+                self.capabilities,
                 full_scan=self.full_scan,
                 served_keys=self.served,
                 request_stats=self.stats,
@@ -338,6 +342,7 @@ class _Load:
                 self.api,
                 self.synced_at,
                 self.privacy,
+                self.capabilities,
                 full_scan=True,
                 served_keys=repair,
                 request_stats=self.stats,

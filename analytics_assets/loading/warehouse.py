@@ -24,7 +24,7 @@ from pathlib import Path
 import dlt
 import duckdb
 from dagster import ConfigurableResource, Failure, InitResourceContext
-from dlt.common.destination import Destination
+from dlt.common.destination import Destination, DestinationCapabilitiesContext
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field, PrivateAttr
 
@@ -154,6 +154,12 @@ class WarehouseResource(ConfigurableResource):
         resolved = Destination.from_reference(name)
         assert resolved is not None, "only an empty reference resolves to None"
         return resolved
+
+    def capabilities(self) -> DestinationCapabilitiesContext:
+        """The destination's dlt capabilities, adjusted to its configuration: SQLAlchemy's SQL dialect is
+        its URL's backend's (`mysql+pymysql://` speaks MySQL)."""
+        destination = self.dlt_destination()
+        return destination.capabilities(destination.configuration(destination.spec(), accept_partial=True))
 
     def loader_file_format(self) -> TLoaderFileFormat:
         """The fastest loader file format for the configured destination (its own preference if unlisted)."""

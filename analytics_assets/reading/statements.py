@@ -88,6 +88,13 @@ class Target:
         return tree.sql(dialect=self.dialect)
 
 
+def destination_column(name: str, capabilities: Any) -> str:
+    """A column as the destination's own SQL quotes it, for a fragment dlt pastes into its statements as
+    it is (history mode's `destination_scope`), given the destination's dlt capabilities."""
+    dialect = str(capabilities.sqlglot_dialect or WRITTEN_IN)
+    return exp.to_identifier(capabilities.casefold_identifier(name), quoted=True).sql(dialect)
+
+
 def offline_target(dialect: str, casefold: Callable[[str], str], dataset: str) -> Target:
     """A target without a connection, for rendering a statement to parse it back (`?` parameters): a
     table's path is `[dataset, table]`, case folded."""
