@@ -35,6 +35,7 @@ from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.loading.columns import COLUMN_SCHEMA, with_descriptions
+from analytics_assets.loading.destinations import warehouse_failure
 from analytics_assets.loading.endpoints_load import (
     WAREHOUSE_TURN,
     EndpointLoad,
@@ -173,6 +174,7 @@ class _Load:
         self.privacy = privacy
         self.form_changes: dict[str, str] = {}
         """What changed in how each table's fields are written since its last load (`form_change`)."""
+        self.warehouse = warehouse
         self.file_format = warehouse.loader_file_format()
         self.max_row_drop = warehouse.max_row_drop_share()
         self.catalog = catalog
@@ -298,6 +300,9 @@ class _Load:
         assert load.error is not None
         base_url = source_setting(self.api.name, "base_url") or "(unset)"
         message = explain(self.api, load.error, self.stats, self.catalog, base_url)
+        if message is None:  # not the API's doing: perhaps the warehouse's (a full disk, a lost connection)
+            where, secret = self.warehouse.describe(load.pipeline)
+            message = warehouse_failure(load.error, self.warehouse.destination_name(), where, secret)
         return f"{self.api.name}/{load.resource}: {message or f'{type(load.error).__name__}: {load.error}'}"
 
     def schema_changes(self, load: EndpointLoad) -> list[str]:

@@ -28,6 +28,7 @@ from dlt.common.destination import Destination, DestinationCapabilitiesContext
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field, PrivateAttr
 
+from analytics_assets.loading.destinations import NOTHING_DONE, warehouse_failure
 from analytics_assets.loading.endpoints_load import WAREHOUSE_TURN
 from analytics_assets.loading.locks import (
     LOCK_TIMEOUT_ENV,
@@ -224,6 +225,15 @@ class WarehouseResource(ConfigurableResource):
                 metadata={"destination": name},
             ) from None
 
+    def describe(self, pipeline: dlt.Pipeline | None) -> tuple[str, str | None]:
+        """The warehouse as a person knows it (`the DuckDB file /data/analytics.duckdb`, `postgres at
+        db:5432/analytics`), and the password a message must not show."""
+        name = self.destination_name()
+        if name == "duckdb":
+            return f"the DuckDB file {self.duckdb_file()}", None
+        assert pipeline is not None, "a server warehouse is described by its pipeline's credentials"
+        return _describe(pipeline, name)
+
     def lock_timeout(self) -> float:
         """Seconds any step waits for a lock (an API's, the warehouse's) before it fails naming the holder.
 
@@ -257,7 +267,14 @@ class WarehouseResource(ConfigurableResource):
         path, timeout = self.duckdb_file(), self.lock_timeout()
 
         def acquire() -> Release:
-            lock = FileLock(path.with_name(path.name + ".lock"))
+            try:
+                lock = FileLock(path.with_name(path.name + ".lock"))
+            except OSError as error:  # a read-only or full filesystem: say so in one line
+                where, _ = self.describe(None)
+                message = warehouse_failure(error, "duckdb", where, None, kept=NOTHING_DONE)
+                if message is None:
+                    raise
+                raise WarehouseFailedError(description=message) from None
             try:
                 started = time.monotonic()
                 wait_for(lock, f"the warehouse {path} (DuckDB allows one writer)", context, timeout)
@@ -322,6 +339,10 @@ def _wait_for_the_file(path: Path, context: RunContext, timeout: float) -> None:
             metadata={"holder_pid": holder[1]},
         ),
     )
+
+
+class WarehouseFailedError(Failure):
+    """The warehouse itself failed (its disk, its rights, its filesystem): one line saying what to do."""
 
 
 class WarehouseUnreachableError(Failure):
