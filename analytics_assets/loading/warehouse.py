@@ -28,7 +28,7 @@ from dlt.common.destination import Destination, DestinationCapabilitiesContext
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field, PrivateAttr
 
-from analytics_assets.loading.destinations import NOTHING_DONE, warehouse_failure
+from analytics_assets.loading.destinations import LOADER_FILE_FORMATS, NOTHING_DONE, warehouse_failure
 from analytics_assets.loading.endpoints_load import WAREHOUSE_TURN
 from analytics_assets.loading.locks import (
     LOCK_TIMEOUT_ENV,
@@ -52,26 +52,6 @@ MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
 DEFAULT_MAX_ROW_DROP = 0.5
 DEFAULT_LOCK_TIMEOUT = 3600.0
 """One hour: longer than any load of either API at 1,000,000 people, shorter than a night."""
-
-LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "insert_values"}
-"""The loader file format per destination, chosen for speed among those that keep the data intact.
-
-DuckDB, measured on 200,000 people rows (2 cores): dlt's default `insert_values` took 68 s (55 s of it
-in the load step), `jsonl` 13 s, `parquet` 11 s. DuckDB reads Parquet natively and in bulk, so Parquet
-wins.
-
-PostgreSQL, measured with `benchmarks/postgres_file_format.py` (2 shared cores, PostgreSQL 15):
-on 200,000 people (202,630 rows in all) `insert_values` took 25.9 s (load step 5.9 s), `csv` (dlt
-loads it with `COPY`) 22.7 s (load step 3.1 s); on 100,000 responses with their JSON columns and
-child tables (122,558 rows) 19.2 s against 22.2 s. Extract and normalize dominate, so `csv` saves
-at most a few seconds, and it loses data: Postgres `COPY ... CSV` cannot tell an empty string from
-NULL (dlt forces NULL on nullable columns), so every `''` (e.g. `peoples.tags`) would arrive as NULL.
-JSON columns and child tables come through `csv` identically. Measured again with `make bench-postgres`
-(2026-12-02, benchmarks/README.md, cores shared at load 6-11): 100,000 people and 20,000 responses (126,419 rows), `insert_values`
-37.1-44.5 s, `csv` 31.9-41.7 s, 25,539 empty strings lost. `parquet` needs the ADBC driver
-(`adbc-driver-postgresql`, not a dependency). So PostgreSQL keeps dlt's default, `insert_values`,
-named here so the choice is explicit. Destinations not listed keep dlt's default for them.
-"""
 
 
 class WarehouseResource(ConfigurableResource):
