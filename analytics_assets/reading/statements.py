@@ -39,14 +39,11 @@ class Target:
         casefold: How the destination folds an identifier (Snowflake: upper case; most: as is).
         path: A table's name -> its path as the SQL client spells it, unquoted (`[dataset, table]`, or
             `[catalog, dataset, table]` where the destination has catalogs).
-        marker: How a parameter is written in the rendered SQL (`%s` for dlt's clients; `?` to parse a
-            statement back in its dialect, where `%s` is not SQL).
     """
 
     dialect: str
     casefold: Callable[[str], str]
     path: Callable[[str], Sequence[str]]
-    marker: str = DRIVER_MARKER
 
     @classmethod
     def of(cls, client: Any) -> Target:
@@ -68,10 +65,6 @@ class Target:
         quoted = exp.to_identifier(self.casefold(name), quoted=True).sql(WRITTEN_IN)
         return f"{alias}.{quoted}" if alias else quoted
 
-    def columns(self, names: Sequence[str], alias: str | None = None) -> str:
-        """Comma-separated columns, for a template."""
-        return ", ".join(self.column(n, alias) for n in names)
-
     def sql(self, statement: str) -> str:
         """A statement of `WRITTEN_IN` (names from `table` and `column`, parameters `?`) in the
         destination's SQL.
@@ -80,11 +73,10 @@ class Target:
             sqlglot.errors.ParseError: The statement is not SQL of `WRITTEN_IN` (a bug in a template).
         """
         tree = sqlglot.parse_one(statement, read=WRITTEN_IN)
-        if self.marker != "?":
-            marker = self.marker
-            tree = tree.transform(
-                lambda node: exp.Var(this=marker) if isinstance(node, exp.Placeholder) else node
-            )
+        # A parameter is no SQL of any dialect: `?` in the template, dlt's `%s` in what is sent.
+        tree = tree.transform(
+            lambda node: exp.Var(this=DRIVER_MARKER) if isinstance(node, exp.Placeholder) else node
+        )
         return tree.sql(dialect=self.dialect)
 
 
@@ -93,14 +85,3 @@ def destination_column(name: str, capabilities: Any) -> str:
     it is (history mode's `destination_scope`), given the destination's dlt capabilities."""
     dialect = str(capabilities.sqlglot_dialect or WRITTEN_IN)
     return exp.to_identifier(capabilities.casefold_identifier(name), quoted=True).sql(dialect)
-
-
-def offline_target(dialect: str, casefold: Callable[[str], str], dataset: str) -> Target:
-    """A target without a connection, for rendering a statement to parse it back (`?` parameters): a
-    table's path is `[dataset, table]`, case folded."""
-    return Target(
-        dialect=dialect,
-        casefold=casefold,
-        path=lambda table: [casefold(dataset), casefold(table)],
-        marker="?",
-    )
