@@ -1,6 +1,6 @@
 """The warehouse's own failures, each made to happen: a full disk (DuckDB on a small tmpfs; PostgreSQL with
-the test database in a tablespace on one), a read-only DuckDB filesystem, a PostgreSQL user without the
-right to create a schema, a connection that drops at every insert until dlt's retries run out. Each fails
+the test database in a tablespace on one), a read-only DuckDB filesystem, a PostgreSQL role and a MariaDB
+user without the right to create a schema (database), a PostgreSQL connection that drops at every insert. Each fails
 the endpoint with one line naming the warehouse and what to do (`loading/destinations.py`), and leaves
 its table as it was.
 
@@ -29,6 +29,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from analytics_assets_tests.conftest import (
     Warehouse,
     dlt_postgres_credentials,
+    mysql_connect,
     postgres_server_url,
     with_database,
 )
@@ -327,3 +328,37 @@ def test_a_full_postgres_disk_fails_in_one_line_naming_the_database_and_writes_n
         assert "free space on the database server's disk" in line
         assert_one_plain_line(description)
         assert peoples(warehouse) == before
+
+
+@pytest.mark.parametrize("warehouse", ["mysql"], indirect=True)
+def test_a_mariadb_user_without_create_fails_in_one_line_without_its_password(
+    configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MariaDB: a dataset is a database, and this user may use only the database of its URL."""
+    assert warehouse.url is not None
+    parts = urlsplit(warehouse.url)
+    user = f"loader_{uuid.uuid4().hex[:8]}"
+    start = parts.path.lstrip("/")
+    admin = mysql_connect(warehouse.url)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"create user '{user}'@'%' identified by 'sekret-pw'")
+            cursor.execute(f"grant all on `{start}`.* to '{user}'@'%'")
+        url = urlunsplit(parts._replace(netloc=f"{user}:sekret-pw@{parts.hostname}:{parts.port or 3306}"))
+        monkeypatch.setenv("DESTINATION__SQLALCHEMY__CREDENTIALS", url)
+        result = materialize("audience/accounts", raise_on_error=False)
+        assert not result.success
+        description, line = failure_line(result, "audience/accounts")
+        print(f"\n{line}")
+        assert line.startswith(
+            "audience/accounts: the warehouse refused the loading user the right to write: sqlalchemy at"
+            f" {parts.hostname}:{parts.port or 3306}/{start} ((1142, "
+        )
+        assert f"command denied to user '{user}'@" in line  # restoring the pipeline's state from its dataset
+        assert "GRANT ALL ON the datasets' databases" in line and "sekret-pw" not in description
+        assert_one_plain_line(description)
+        assert warehouse.tables("audience") == set()
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"drop user if exists '{user}'@'%'")
+        admin.close()
