@@ -238,7 +238,7 @@ class DroppingProxy:
 
 
 @pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
-def test_a_connection_lost_at_every_insert_fails_in_one_line_once_retries_ran_out(
+def test_a_connection_lost_at_an_insert_fails_in_one_line(
     configured: Sandbox, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert warehouse.url is not None
