@@ -1,13 +1,16 @@
 """Shared fixtures: a sandbox serving both APIs over loopback, and a warehouse of the test's own.
 
-The warehouse is a fresh DuckDB file by default. A test runs against PostgreSQL too when it is marked
-`@on_every_warehouse`: its PostgreSQL variant gets a database of its own on the server named by
-`ANALYTICS_TEST_POSTGRES_URL` (created before, dropped after), and is skipped when that is unset.
+The warehouse is a fresh DuckDB file by default. A test runs against PostgreSQL and MariaDB/MySQL too
+when it is marked `@on_every_warehouse`: its PostgreSQL variant gets a database of its own on the server
+named by `ANALYTICS_TEST_POSTGRES_URL`, its MariaDB variant (dlt's `sqlalchemy` destination with
+`pymysql`) databases of its own on the server named by `ANALYTICS_TEST_MYSQL_URL` (created before,
+dropped after); each variant is skipped when its variable is unset.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import psycopg2
+import pymysql
 import pytest
+import sqlglot
 from hypothesis import settings
 
 from analytics_sandbox import Sandbox, SandboxConfig
@@ -40,7 +45,9 @@ SMALL = SandboxConfig(
 )
 
 POSTGRES_URL_ENV = "ANALYTICS_TEST_POSTGRES_URL"
-WAREHOUSES = ("duckdb", "postgres")
+MYSQL_URL_ENV = "ANALYTICS_TEST_MYSQL_URL"
+WAREHOUSES = ("duckdb", "postgres", "mysql")
+DATASETS = ("audience", "feedback")
 
 on_every_warehouse = pytest.mark.parametrize("warehouse", WAREHOUSES, indirect=True)
 """Run the marked test once per warehouse destination (PostgreSQL only when configured)."""
@@ -55,6 +62,53 @@ def postgres_server_url() -> str:
             " (e.g. postgresql://postgres@127.0.0.1:5432/test; .ci/run sets it)"
         )
     return url
+
+
+def mysql_server_url() -> str:
+    """The MariaDB/MySQL server the tests may create databases on, or skip the test with the reason."""
+    url = os.environ.get(MYSQL_URL_ENV)
+    if not url:
+        pytest.skip(
+            f"MariaDB tests need a server: set {MYSQL_URL_ENV}"
+            " (e.g. mysql+pymysql://root@127.0.0.1:3306/test; .ci/run sets it)"
+        )
+    return url
+
+
+def mysql_connect(url: str, database: str | None = None) -> Any:
+    """A pymysql connection to the server of a `mysql+pymysql://` URL (autocommit)."""
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        database=database or parts.path.lstrip("/") or None,
+        autocommit=True,
+    )
+
+
+@contextmanager
+def fresh_mysql_datasets(server_url: str, prefix: str = "analytics_test") -> Iterator[str]:
+    """The datasets of one test on a MariaDB/MySQL server; yields their prefix (`<prefix>_audience`, ...).
+
+    MySQL has no schemas inside a database: a dlt dataset is a database of its own, so a test cannot
+    get "a database" holding `audience` and `feedback` as on PostgreSQL. It gets its own names instead,
+    through the warehouse's `dataset_prefix` (`ANALYTICS_DATASET_PREFIX`), and every database under its
+    prefix (the staging ones included) is dropped afterwards.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        con = mysql_connect(server_url)
+        try:
+            with con.cursor() as cursor:
+                cursor.execute("show databases like %s", (f"{name}\\_%",))
+                for (database,) in cursor.fetchall():
+                    cursor.execute(f"drop database if exists `{database}`")
+        finally:
+            con.close()
 
 
 def with_database(url: str, database: str) -> str:
@@ -91,16 +145,31 @@ class Warehouse:
     """The warehouse a test loads into: its destination, the settings that select it, and queries.
 
     Attributes:
-        destination: `duckdb` or `postgres` (the value of `ANALYTICS_DESTINATION`).
+        destination: `duckdb`, `postgres` or `mysql` (MariaDB through dlt's `sqlalchemy` destination; the
+            value of `ANALYTICS_DESTINATION` is `sqlalchemy`).
         env: The environment variables that point the code location at this warehouse.
         path: The DuckDB file (DuckDB only).
-        url: The database URL (PostgreSQL only).
+        url: The database URL (PostgreSQL and MariaDB).
+        prefix: MariaDB only: what the test's dataset names start with (`fresh_mysql_datasets`); its
+            queries name the datasets `audience` and `feedback` as on the other warehouses.
     """
 
     destination: str
     env: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     url: str | None = None
+    prefix: str | None = None
+
+    def dataset(self, name: str) -> str:
+        """The name a dataset has in this warehouse."""
+        return f"{self.prefix}_{name}" if self.prefix else name
+
+    def _mysql(self, sql: str, transpile: bool = True) -> str:
+        # Tests write DuckDB's (PostgreSQL's) SQL: sqlglot turns it into MySQL's (`nulls first`, `"x"`).
+        # The datasets are databases with the test's prefix: `audience.peoples` -> `<prefix>_audience`.peoples
+        if transpile:  # not with `%s` parameters, which are no SQL
+            sql = sqlglot.transpile(sql, read="duckdb", write="mysql")[0]
+        return re.sub(rf"\b({'|'.join(DATASETS)})\.", lambda m: f"`{self.dataset(m[1])}`.", sql)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a query (DuckDB is opened read-only, so nothing is left locked)."""
@@ -109,6 +178,14 @@ class Warehouse:
             with duckdb.connect(str(self.path), read_only=True) as con:
                 return con.execute(sql).fetchall()
         assert self.url is not None
+        if self.destination == "mysql":
+            mcon = mysql_connect(self.url)
+            try:
+                with mcon.cursor() as cursor:
+                    cursor.execute(self._mysql(sql))
+                    return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                mcon.close()
         con = psycopg2.connect(self.url)
         try:
             with con.cursor() as cursor:
@@ -118,13 +195,22 @@ class Warehouse:
             con.close()
 
     def execute(self, sql: str, *args: Any) -> None:
-        """Change the warehouse behind the loader's back (`%s` placeholders on PostgreSQL, `?` on DuckDB)."""
+        """Change the warehouse behind the loader's back (`%s` placeholders on PostgreSQL and MariaDB, `?`
+        on DuckDB)."""
         if self.destination == "duckdb":
             assert self.path is not None
             with duckdb.connect(str(self.path)) as con:
                 con.execute(sql, list(args))
             return
         assert self.url is not None
+        if self.destination == "mysql":
+            mcon = mysql_connect(self.url)
+            try:
+                with mcon.cursor() as cursor:
+                    cursor.execute(self._mysql(sql, transpile=not args), args or None)
+            finally:
+                mcon.close()
+            return
         con = psycopg2.connect(self.url)
         try:
             with con, con.cursor() as cursor:
@@ -135,10 +221,10 @@ class Warehouse:
     def tables(self, dataset: str) -> set[str]:
         """The data tables of a dataset: neither dlt's own tables nor child tables (`a__b`)."""
         rows = self.query(
-            f"select table_name from information_schema.tables where table_schema = '{dataset}'"
-            " and table_name not like '\\_dlt%' escape '\\' and table_name not like '%\\_\\_%' escape '\\'"
+            f"select table_name from information_schema.tables where table_schema = '{self.dataset(dataset)}'"
         )
-        return {r[0] for r in rows}
+        # neither dlt's own tables nor child tables
+        return {r[0] for r in rows if not r[0].startswith("_dlt") and "__" not in r[0]}
 
     def row_counts(self) -> dict[str, int]:
         """Rows per data table of both datasets, as `{"audience.peoples": 250, ...}`."""
@@ -160,6 +246,13 @@ def make_warehouse(destination: str, tmp_path: Path) -> Iterator[Warehouse]:
         with fresh_postgres_database(postgres_server_url()) as url:
             env["DESTINATION__POSTGRES__CREDENTIALS"] = dlt_postgres_credentials(url)
             yield Warehouse(destination, env, url=url)
+    elif destination == "mysql":
+        server = mysql_server_url()
+        with fresh_mysql_datasets(server) as prefix:
+            env["ANALYTICS_DESTINATION"] = "sqlalchemy"
+            env["DESTINATION__SQLALCHEMY__CREDENTIALS"] = server
+            env["ANALYTICS_DATASET_PREFIX"] = f"{prefix}_"
+            yield Warehouse(destination, env, url=server, prefix=prefix)
     else:
         raise ValueError(f"no test warehouse for {destination!r}")
 
@@ -198,10 +291,15 @@ def warehouse(
     """An empty warehouse of this test's own, selected for the code location through the environment.
 
     DuckDB unless the test is parametrized otherwise (`@on_every_warehouse`, or `indirect` with
-    `"postgres"`).
+    `"postgres"` or `"mysql"`).
     """
     destination = getattr(request, "param", "duckdb")
-    for name in ("ANALYTICS_DUCKDB_PATH", "DESTINATION__POSTGRES__CREDENTIALS"):
+    for name in (
+        "ANALYTICS_DUCKDB_PATH",
+        "DESTINATION__POSTGRES__CREDENTIALS",
+        "DESTINATION__SQLALCHEMY__CREDENTIALS",
+        "ANALYTICS_DATASET_PREFIX",
+    ):
         monkeypatch.delenv(name, raising=False)
     with make_warehouse(destination, tmp_path) as wh:
         for name, value in wh.env.items():

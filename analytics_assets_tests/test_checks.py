@@ -4,8 +4,6 @@ and metadata, on data broken on purpose (at the API, or in the warehouse where t
 from collections.abc import Iterator
 from typing import Any
 
-import duckdb
-import psycopg2
 import pytest
 from dagster import (
     AssetCheckEvaluation,
@@ -87,16 +85,7 @@ def metadata(evaluation: AssetCheckEvaluation) -> dict[str, Any]:
 
 def execute(warehouse: Warehouse, sql: str) -> None:
     """Change the warehouse by hand: what a loader that works cannot do."""
-    if warehouse.destination == "duckdb":
-        with duckdb.connect(str(warehouse.path)) as con:
-            con.execute(sql)
-        return
-    con = psycopg2.connect(warehouse.url)
-    try:
-        with con, con.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        con.close()
+    warehouse.execute(sql)
 
 
 def people(sandbox: Sandbox, n: int) -> list[dict[str, Any]]:

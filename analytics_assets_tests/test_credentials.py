@@ -28,7 +28,7 @@ def every_value(warehouse: Warehouse) -> list[tuple[str, str]]:
     the accounts', their child tables and dlt's state and version tables (its schema, as JSON)."""
     tables = warehouse.query(
         "select table_schema, table_name from information_schema.tables"
-        " where table_schema in ('audience', 'feedback')"
+        f" where table_schema in ('{warehouse.dataset('audience')}', '{warehouse.dataset('feedback')}')"
     )
     assert {t for _, t in tables} >= {"accounts", "accounts__integrations", "_dlt_version"}
     return [
@@ -53,7 +53,7 @@ def test_no_credential_of_an_account_payload_reaches_the_warehouse(
     # Nothing of them as a column either (a column of nulls, or a child table named after them).
     columns = {r[0] for r in warehouse.query(
         "select table_name || '.' || column_name from information_schema.columns"
-        " where table_schema = 'audience' and table_name like 'accounts%'"
+        f" where table_schema = '{warehouse.dataset('audience')}' and table_name like 'accounts%'"
     )}  # fmt: skip
     assert not [c for c in columns if any(w in c for w in ("key", "seed", "token", "secret"))
                 and c != "accounts.has_stripe_api_key"]  # fmt: skip

@@ -91,6 +91,7 @@ def test_the_settings_are_resources_on_the_resources_page(monkeypatch: pytest.Mo
             "duckdb_path": "ANALYTICS_DUCKDB_PATH",
             "max_row_drop": "ANALYTICS_MAX_ROW_DROP",
             "lock_timeout_seconds": "ANALYTICS_LOCK_TIMEOUT_SECONDS",
+            "dataset_prefix": "ANALYTICS_DATASET_PREFIX",
         },
         "alert_webhook": {
             "url": "ANALYTICS_ALERT_WEBHOOK_URL",

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance
 
+from analytics_assets.loading.tables import TableColumns
 from analytics_assets.loading.warehouse import WarehouseResource
 from analytics_assets.reading.history import HISTORY_SETTING, HistorySettingError, history_tables
 from analytics_assets.watching.checks.core import CheckContext
@@ -218,6 +219,7 @@ def test_a_key_served_twice_opens_one_version_and_the_checks_judge_current_rows(
                 "no-run",
                 AssetKey(["audience", "peoples"]),
                 warehouse_resource,
+                TableColumns(pipeline, "audience"),
             )
             return check.evaluate(context)
 

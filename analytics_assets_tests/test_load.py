@@ -1,4 +1,5 @@
-"""Loading the sandbox into a real warehouse through the Dagster assets: DuckDB, and PostgreSQL when configured."""
+"""Loading the sandbox into a real warehouse through the Dagster assets: DuckDB, and PostgreSQL and MariaDB
+when configured."""
 
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, TableSchema
@@ -47,7 +48,7 @@ def assert_every_check_passed(result: ExecuteInProcessResult) -> None:
 def columns(warehouse: Warehouse, table: str) -> dict[str, str]:
     rows = warehouse.query(
         "select column_name, data_type from information_schema.columns"
-        f" where table_schema = 'audience' and table_name = '{table}'"
+        f" where table_schema = '{warehouse.dataset('audience')}' and table_name = '{table}'"
     )
     return {name: data_type.upper() for name, data_type in rows}
 
@@ -104,7 +105,7 @@ def test_a_full_materialization_loads_exactly_the_sandbox_data_and_a_second_chan
     # Columns follow the seed schemas; credentials in the account payload never reach the warehouse.
     peoples = columns(warehouse, "peoples")
     assert {"id", "email", "first_name", "last_name", "created_at", "updated_at"} <= set(peoples)
-    assert peoples["created_at"].startswith("TIMESTAMP")
+    assert peoples["created_at"].startswith(("TIMESTAMP", "DATETIME"))  # MariaDB: DATETIME
     accounts = columns(warehouse, "accounts")
     assert accounts["account_id"] in {"BIGINT", "INTEGER", "DOUBLE", "DOUBLE PRECISION", "DECIMAL", "NUMERIC"}
     assert not {"api_key", "write_key"} & set(accounts)

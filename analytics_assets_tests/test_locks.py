@@ -64,7 +64,9 @@ RUNS_TOGETHER = {
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
-    ("instance", "warehouse"), [("embedded", "duckdb"), ("postgres", "postgres")], indirect=["warehouse"]
+    ("instance", "warehouse"),
+    [("embedded", "duckdb"), ("postgres", "postgres"), ("embedded", "mysql")],
+    indirect=["warehouse"],
 )
 def test_the_runs_schedules_and_sensors_start_together_take_turns_and_all_finish(
     configured: Sandbox, warehouse: Warehouse, tmp_path: Path, instance: str

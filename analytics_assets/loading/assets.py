@@ -31,11 +31,11 @@ from dagster import (
 from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 from pydantic import Field
 
 from analytics_assets.loading.columns import COLUMN_SCHEMA, with_descriptions
+from analytics_assets.loading.destinations import warehouse_failure
 from analytics_assets.loading.endpoints_load import (
     WAREHOUSE_TURN,
     EndpointLoad,
@@ -44,6 +44,7 @@ from analytics_assets.loading.endpoints_load import (
     write_in_turn,
 )
 from analytics_assets.loading.errors import error_response, explain, server_message
+from analytics_assets.loading.tables import endpoint_pipeline_name, row_count
 from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.loading.translator import ApiTranslator
 from analytics_assets.loading.warehouse import WarehouseResource
@@ -111,11 +112,12 @@ class SyncConfig(Config):
 
 
 def configured_source(
-    api: Api, synced_at: datetime | None, privacy: PersonalData, **options: Any
+    api: Api, synced_at: datetime | None, privacy: PersonalData, capabilities: Any = None, **options: Any
 ) -> DltSource:
     """The API's dlt source with its settings resolved from the environment or `.dlt/*.toml`, its
     history tables (`ANALYTICS_HISTORY`) versioned at `synced_at`, its personal data hashed and
-    excluded as `privacy` says (`personal_data.py`, read once per run).
+    excluded as `privacy` says (`personal_data.py`, read once per run); `capabilities` are the
+    destination's (dlt's), for the SQL history mode hands dlt.
 
     Raises:
         Failure: A setting is missing; the message names the variable to set.
@@ -133,7 +135,7 @@ def configured_source(
             )
         ) from None
     keys = {name: e.primary_key for name, e in api.catalog.items()}
-    return apply_history(source, api.name, keys, synced_at)
+    return apply_history(source, api.name, keys, synced_at, capabilities)
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,6 @@ class Gate:
 
     specs: Sequence[AssetCheckSpec]
     evaluate: Callable[[AssetExecutionContext, WarehouseResource, dlt.Pipeline], Iterable[AssetCheckResult]]
-
-
-def _row_count(pipeline: dlt.Pipeline, table: str) -> int:
-    with pipeline.sql_client() as client:
-        try:
-            rows = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
-        except DatabaseUndefinedRelation:
-            return 0  # the endpoint has served nothing yet, so dlt created no table
-    assert rows, "count(*) returns a row"
-    return int(rows[0][0])
 
 
 class _Load:
@@ -183,6 +175,7 @@ class _Load:
         self.privacy = privacy
         self.form_changes: dict[str, str] = {}
         """What changed in how each table's fields are written since its last load (`form_change`)."""
+        self.warehouse = warehouse
         self.file_format = warehouse.loader_file_format()
         self.max_row_drop = warehouse.max_row_drop_share()
         self.catalog = catalog
@@ -195,11 +188,13 @@ class _Load:
         self.replace_nul = warehouse.refuses_nul()
         self.synced_at = datetime.now(UTC)
         """The sync's time: history tables open and close versions at it."""
+        self.capabilities = warehouse.capabilities()
         # One source serves every endpoint of the run, so that they share one session, retry rule and pacing.
         self._source = configured_source(
             api,
             self.synced_at,
             privacy,
+            self.capabilities,
             full_scan=self.full_scan,
             served_keys=self.served,
             request_stats=self.stats,
@@ -215,6 +210,7 @@ class _Load:
                 self.api,
                 self.synced_at,
                 self.privacy,
+                self.capabilities,
                 full_scan=self.full_scan,
                 served_keys=self.served,
                 request_stats=self.stats,
@@ -312,6 +308,9 @@ class _Load:
         assert load.error is not None
         base_url = source_setting(self.api.name, "base_url") or "(unset)"
         message = explain(self.api, load.error, self.stats, self.catalog, base_url)
+        if message is None:  # not the API's doing: perhaps the warehouse's (a full disk, a lost connection)
+            where, secret = self.warehouse.describe(load.pipeline)
+            message = warehouse_failure(load.error, self.warehouse.destination_name(), where, secret)
         return f"{self.api.name}/{load.resource}: {message or f'{type(load.error).__name__}: {load.error}'}"
 
     def schema_changes(self, load: EndpointLoad) -> list[str]:
@@ -356,6 +355,7 @@ class _Load:
                 self.api,
                 self.synced_at,
                 self.privacy,
+                self.capabilities,
                 full_scan=True,
                 served_keys=repair,
                 request_stats=self.stats,
@@ -389,7 +389,7 @@ class _Load:
         sync = "refresh" if self.refresh else "full scan" if self.full_scan else "nightly"
         repeats = self.served.repeats(load.resource)  # read by the `primary_key_unique` check
         metadata: dict[str, Any] = {
-            "dagster/row_count": MetadataValue.int(_row_count(load.pipeline, load.resource)),
+            "dagster/row_count": MetadataValue.int(row_count(load.pipeline, load.resource)),
             "sync": MetadataValue.text(sync),
             "served_by": MetadataValue.text(f"GET {load.path}"),
             "keys_served_twice": MetadataValue.int(repeats.count),
@@ -441,7 +441,7 @@ def _start_reads(
         after: The endpoint each child is written after (its parent's, read in the same op).
     """
     name = run.api.name
-    pipelines = {r: warehouse.pipeline(f"{name}_{r}", name) for r in resources}
+    pipelines = {r: warehouse.pipeline(endpoint_pipeline_name(name, r), name) for r in resources}
     warehouse.check_reachable(next(iter(pipelines.values())))  # down: before any API request
     # Paged lists first: their pipelines are restored first (one at a time), so the longest chains of
     # requests start first (seen: `/people/all` started 1.1 s into a run, behind four one-page endpoints).

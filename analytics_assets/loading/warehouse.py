@@ -9,6 +9,7 @@ the definitions, from the environment variable named beside it (unset too: the d
 - `max_row_drop` / `ANALYTICS_MAX_ROW_DROP`: the share of its rows one sync may delete from a table,
   and that a table may lose between two runs (`checks/history.py`).
 - `lock_timeout_seconds` / `ANALYTICS_LOCK_TIMEOUT_SECONDS`: how long a step waits for a lock (`locks.py`).
+- `dataset_prefix` / `ANALYTICS_DATASET_PREFIX`: put before each dataset's name (empty by default).
 Each API gets its own pipeline names and dataset, so their state and tables never mix.
 """
 
@@ -23,10 +24,16 @@ from pathlib import Path
 import dlt
 import duckdb
 from dagster import ConfigurableResource, Failure, InitResourceContext
-from dlt.common.destination import Destination
+from dlt.common.destination import Destination, DestinationCapabilitiesContext
 from dlt.common.typing import TLoaderFileFormat
 from pydantic import Field, PrivateAttr
 
+from analytics_assets.loading.destinations import (
+    KEEPS_NUL,
+    LOADER_FILE_FORMATS,
+    NOTHING_DONE,
+    warehouse_failure,
+)
 from analytics_assets.loading.endpoints_load import WAREHOUSE_TURN
 from analytics_assets.loading.locks import (
     LOCK_TIMEOUT_ENV,
@@ -45,32 +52,11 @@ DESTINATION_ENV = "ANALYTICS_DESTINATION"
 DUCKDB_PATH_ENV = "ANALYTICS_DUCKDB_PATH"
 DEFAULT_DESTINATION = "duckdb"
 DEFAULT_DUCKDB_PATH = "data/analytics.duckdb"
+DATASET_PREFIX_ENV = "ANALYTICS_DATASET_PREFIX"
 MAX_ROW_DROP_ENV = "ANALYTICS_MAX_ROW_DROP"
 DEFAULT_MAX_ROW_DROP = 0.5
 DEFAULT_LOCK_TIMEOUT = 3600.0
 """One hour: longer than any load of either API at 1,000,000 people, shorter than a night."""
-
-KEEPS_NUL = frozenset({"duckdb"})
-"""The destinations known to store NUL (`\u0000`) in text and JSON as it is."""
-LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "insert_values"}
-"""The loader file format per destination, chosen for speed among those that keep the data intact.
-
-DuckDB, measured on 200,000 people rows (2 cores): dlt's default `insert_values` took 68 s (55 s of it
-in the load step), `jsonl` 13 s, `parquet` 11 s. DuckDB reads Parquet natively and in bulk, so Parquet
-wins.
-
-PostgreSQL, measured with `benchmarks/postgres_file_format.py` (2 shared cores, PostgreSQL 15):
-on 200,000 people (202,630 rows in all) `insert_values` took 25.9 s (load step 5.9 s), `csv` (dlt
-loads it with `COPY`) 22.7 s (load step 3.1 s); on 100,000 responses with their JSON columns and
-child tables (122,558 rows) 19.2 s against 22.2 s. Extract and normalize dominate, so `csv` saves
-at most a few seconds, and it loses data: Postgres `COPY ... CSV` cannot tell an empty string from
-NULL (dlt forces NULL on nullable columns), so every `''` (e.g. `peoples.tags`) would arrive as NULL.
-JSON columns and child tables come through `csv` identically. Measured again with `make bench-postgres`
-(2026-12-02, benchmarks/README.md, cores shared at load 6-11): 100,000 people and 20,000 responses (126,419 rows), `insert_values`
-37.1-44.5 s, `csv` 31.9-41.7 s, 25,539 empty strings lost. `parquet` needs the ADBC driver
-(`adbc-driver-postgresql`, not a dependency). So PostgreSQL keeps dlt's default, `insert_values`,
-named here so the choice is explicit. Destinations not listed keep dlt's default for them.
-"""
 
 
 class WarehouseResource(ConfigurableResource):
@@ -101,6 +87,14 @@ class WarehouseResource(ConfigurableResource):
             "Seconds a step waits for a lock (an API's: its runs take turns; the DuckDB file's: one writer)"
             " before it fails naming the holder. Unset: "
             f"{LOCK_TIMEOUT_ENV}, else {DEFAULT_LOCK_TIMEOUT:.0f}."
+        ),
+    )
+    dataset_prefix: str | None = Field(
+        default=None,
+        description=(
+            "Put before each dataset's name (`staging_` makes `staging_audience`): several environments in"
+            " one MySQL/MariaDB server, where a dataset is a database of its own and cannot sit inside"
+            f" one. Unset: {DATASET_PREFIX_ENV}, else none."
         ),
     )
     max_row_drop: str | None = Field(
@@ -147,6 +141,12 @@ class WarehouseResource(ConfigurableResource):
         assert resolved is not None, "only an empty reference resolves to None"
         return resolved
 
+    def capabilities(self) -> DestinationCapabilitiesContext:
+        """The destination's dlt capabilities, adjusted to its configuration: SQLAlchemy's SQL dialect is
+        its URL's backend's (`mysql+pymysql://` speaks MySQL)."""
+        destination = self.dlt_destination()
+        return destination.capabilities(destination.configuration(destination.spec(), accept_partial=True))
+
     def loader_file_format(self) -> TLoaderFileFormat:
         """The fastest loader file format for the configured destination (its own preference if unlisted)."""
         chosen = LOADER_FILE_FORMATS.get(self.destination_name())
@@ -157,9 +157,14 @@ class WarehouseResource(ConfigurableResource):
 
         Args:
             name: The pipeline name, unique per op so no two share local state or cursors.
-            dataset: The dataset (schema) name: the API's name.
+            dataset: The dataset (schema) name: the API's name (after `dataset_prefix`).
         """
-        return dlt.pipeline(pipeline_name=name, destination=self.dlt_destination(), dataset_name=dataset)
+        # The prefix is applied here rather than by dlt's `dataset_name_layout`, which dlt applies again
+        # to the name it restores from the warehouse (`sync_destination`): `p_p_audience`.
+        prefix = resource_setting(self.dataset_prefix, DATASET_PREFIX_ENV, "")
+        return dlt.pipeline(
+            pipeline_name=name, destination=self.dlt_destination(), dataset_name=f"{prefix}{dataset}"
+        )
 
     def refuses_nul(self) -> bool:
         """Whether the warehouse refuses NUL in text: PostgreSQL does (text and JSON alike); DuckDB keeps
@@ -210,6 +215,15 @@ class WarehouseResource(ConfigurableResource):
                 metadata={"destination": name},
             ) from None
 
+    def describe(self, pipeline: dlt.Pipeline | None) -> tuple[str, str | None]:
+        """The warehouse as a person knows it (`the DuckDB file /data/analytics.duckdb`, `postgres at
+        db:5432/analytics`), and the password a message must not show."""
+        name = self.destination_name()
+        if name == "duckdb":
+            return f"the DuckDB file {self.duckdb_file()}", None
+        assert pipeline is not None, "a server warehouse is described by its pipeline's credentials"
+        return _describe(pipeline, name)
+
     def lock_timeout(self) -> float:
         """Seconds any step waits for a lock (an API's, the warehouse's) before it fails naming the holder.
 
@@ -243,7 +257,14 @@ class WarehouseResource(ConfigurableResource):
         path, timeout = self.duckdb_file(), self.lock_timeout()
 
         def acquire() -> Release:
-            lock = FileLock(path.with_name(path.name + ".lock"))
+            try:
+                lock = FileLock(path.with_name(path.name + ".lock"))
+            except OSError as error:  # a read-only or full filesystem: say so in one line
+                where, _ = self.describe(None)
+                message = warehouse_failure(error, "duckdb", where, None, kept=NOTHING_DONE)
+                if message is None:
+                    raise
+                raise WarehouseFailedError(description=message) from None
             try:
                 started = time.monotonic()
                 wait_for(lock, f"the warehouse {path} (DuckDB allows one writer)", context, timeout)
@@ -308,6 +329,10 @@ def _wait_for_the_file(path: Path, context: RunContext, timeout: float) -> None:
             metadata={"holder_pid": holder[1]},
         ),
     )
+
+
+class WarehouseFailedError(Failure):
+    """The warehouse itself failed (its disk, its rights, its filesystem): one line saying what to do."""
 
 
 class WarehouseUnreachableError(Failure):

@@ -41,6 +41,7 @@ from analytics_assets.reading.naming import (
     pipeline_naming,
     stored_history,
 )
+from analytics_assets.reading.statements import Target, destination_column
 
 HISTORY_SETTING = "ANALYTICS_HISTORY"
 CURRENT_SUFFIX = "_current"
@@ -89,18 +90,25 @@ def current_view(table: str) -> str:
     return f"{table}{CURRENT_SUFFIX}"
 
 
-def scd2_disposition(key_columns: Sequence[str], synced_at: datetime | None = None) -> dict[str, Any]:
+def scd2_disposition(
+    key_columns: Sequence[str], synced_at: datetime | None = None, capabilities: Any = None
+) -> dict[str, Any]:
     """dlt's write disposition for a history table whose records are identified by `key_columns`.
 
     Args:
         key_columns: The primary key, as warehouse columns.
         synced_at: The sync's time: closes replaced versions and opens new ones (dlt's
             `boundary_timestamp`); None: the load package's creation time.
+        capabilities: The destination's dlt capabilities: dlt pastes the scope into its SQL as it is,
+            so its columns are quoted as the destination quotes them (MySQL: backticks). None: DuckDB's.
     """
     # A correlated EXISTS rather than dlt's `merge_key`: a composite merge key compiles to
     # CONCAT(segment_id, id), which cannot tell (1, "23") from (12, "3").
     # dlt leaves the updated table unaliased, so its qualified name `{table}` prefixes its columns.
-    match = " and ".join(f'k."{c}" = {{table}}."{c}"' for c in key_columns)
+    quoted = [
+        destination_column(c, capabilities) if capabilities is not None else f'"{c}"' for c in key_columns
+    ]
+    match = " and ".join(f"k.{c} = {{table}}.{c}" for c in quoted)
     disposition: dict[str, Any] = {
         "disposition": "merge",
         "strategy": "scd2",
@@ -144,6 +152,7 @@ def apply_history(
     dataset: str,
     primary_keys: Mapping[str, Sequence[str]],
     synced_at: datetime | None = None,
+    capabilities: Any = None,
 ) -> DltSource:
     """Switch the resources of `source` that `ANALYTICS_HISTORY` lists to history (in place).
 
@@ -152,13 +161,15 @@ def apply_history(
         dataset: The API's dataset.
         primary_keys: Each resource's primary key (warehouse columns).
         synced_at: The sync's time (see `scd2_disposition`).
+        capabilities: The destination's dlt capabilities (see `scd2_disposition`).
     """
     tables = history_tables()
     naming = source.schema.naming  # what the key columns are called in the warehouse
     for name, resource in source.resources.items():
         if f"{dataset}.{name}" in tables:
             columns = [naming.normalize_identifier(c) for c in primary_keys[name]]
-            resource.apply_hints(write_disposition=scd2_disposition(columns, synced_at))  # type: ignore[arg-type]
+            disposition = scd2_disposition(columns, synced_at, capabilities)
+            resource.apply_hints(write_disposition=disposition)  # type: ignore[arg-type]
             resource.add_filter(first_of_each_key(primary_keys[name]))
     return source
 
@@ -177,7 +188,8 @@ def check_switch(pipeline: dlt.Pipeline, dataset: str, table: str, refresh: bool
     if refresh:
         view = pipeline_naming(pipeline).normalize_table_identifier(current_view(table))
         with pipeline.sql_client() as client:
-            client.execute_sql(f"drop view if exists {client.make_qualified_table_name(view)}")
+            target = Target.of(client)
+            client.execute_sql(target.sql(f"drop view if exists {target.table(view)}"))
         return
     if stored_history(pipeline, table) and not keeps_history(dataset, table):
         raise HistorySwitchError(
@@ -194,13 +206,14 @@ def refresh_current_view(pipeline: dlt.Pipeline, table: str) -> None:
     """
     naming = pipeline_naming(pipeline)
     with pipeline.sql_client() as client:
-        view = client.make_qualified_table_name(naming.normalize_table_identifier(current_view(table)))
+        target = Target.of(client)
+        view = target.table(naming.normalize_table_identifier(current_view(table)))
+        source = target.table(naming.normalize_table_identifier(table))
+        valid_to = target.column(naming.normalize_identifier(VALID_TO))
         with client.begin_transaction():
-            client.execute_sql(f"drop view if exists {view}")
+            client.execute_sql(target.sql(f"drop view if exists {view}"))
             client.execute_sql(
-                f"create view {view} as select * from"
-                f" {client.make_qualified_table_name(naming.normalize_table_identifier(table))}"
-                f" where {client.escape_column_name(naming.normalize_identifier(VALID_TO))} is null"
+                target.sql(f"create view {view} as select * from {source} where {valid_to} is null")
             )
 
 
@@ -208,11 +221,14 @@ def version_counts(pipeline: dlt.Pipeline, table: str) -> tuple[int, int]:
     """(active rows, versions) of a history table; (0, 0) before its first load."""
     naming = pipeline_naming(pipeline)
     with pipeline.sql_client() as client:
-        valid_to = client.escape_column_name(naming.normalize_identifier(VALID_TO))
+        target = Target.of(client)
+        valid_to = target.column(naming.normalize_identifier(VALID_TO))
         try:
             rows = client.execute_sql(
-                f"select count(*) filter (where {valid_to} is null), count(*)"
-                f" from {client.make_qualified_table_name(naming.normalize_table_identifier(table))}"
+                target.sql(
+                    f"select sum(case when {valid_to} is null then 1 else 0 end), count(*)"
+                    f" from {target.table(naming.normalize_table_identifier(table))}"
+                )
             )
         except DatabaseUndefinedRelation:
             return 0, 0

@@ -34,6 +34,7 @@ from analytics_assets.reading.naming import (
     pipeline_naming,
     stored_history,
 )
+from analytics_assets.reading.statements import Target
 
 _DELETE_BATCH = 1_000
 
@@ -489,19 +490,23 @@ class _Table:
     def __init__(self, pipeline: dlt.Pipeline, client: Any, table: str) -> None:
         self.naming = pipeline_naming(pipeline)  # the names dlt gave the table and its columns
         self.client = client
+        self.target = Target.of(client)  # statements written once, sent in the destination's SQL
         self.name = self.naming.normalize_table_identifier(table)
-        self.qualified = client.make_qualified_table_name(self.name)
+        self.qualified = self.target.table(self.name)
         # The schema says so already before the load that turns a table into history mode adds the column.
         self.history = stored_history(pipeline, self.name) and self._has_column(VALID_TO)
         # A history table's closed versions are the past: only the active ones are compared.
         self.active = f" where {self.column(VALID_TO)} is null" if self.history else ""
 
     def column(self, name: str) -> str:
-        return str(self.client.escape_column_name(self.naming.normalize_identifier(name)))
+        return self.target.column(self.naming.normalize_identifier(name))
+
+    def sql(self, statement: str) -> str:
+        return self.target.sql(statement)
 
     def _has_column(self, name: str) -> bool:
         try:
-            self.client.execute_sql(f"select {self.column(name)} from {self.qualified} where 1 = 0")
+            self.client.execute_sql(self.sql(f"select {self.column(name)} from {self.qualified} where 1 = 0"))
         except DatabaseUndefinedRelation:
             return True  # no table yet: nothing to compare either way
         except DatabaseTerminalException:
@@ -516,7 +521,9 @@ class _Table:
         """
         columns = ", ".join(self.column(c) for c in key_columns)
         present, absent = 0, []
-        with self.client.execute_query(f"select {columns} from {self.qualified}{self.active}") as cursor:
+        with self.client.execute_query(
+            self.sql(f"select {columns} from {self.qualified}{self.active}")
+        ) as cursor:
             while rows := cursor.fetchmany(10_000):
                 found, missed = partition(lookup, rows)
                 present += found
@@ -529,25 +536,30 @@ def _keep_unconfirmed(
 ) -> None:
     """Replace the unconfirmed keys of `table` by `keys` (inside the caller's transaction, so `exists`,
     whether the table of unconfirmed keys exists, is asked before: a failed query would end it)."""
-    qualified = client.make_qualified_table_name(UNCONFIRMED_TABLE)
+    target = Target.of(client)
+    qualified = target.table(UNCONFIRMED_TABLE)
     if keys:
+        # `text`, not `varchar`: MySQL wants a length for a varchar, and a key may be long
         client.execute_sql(
-            f"create table if not exists {qualified}"
-            " (table_name varchar, key_values varchar, missed_at timestamp with time zone)"
+            target.sql(
+                f"create table if not exists {qualified}"
+                " (table_name text, key_values text, missed_at timestamp with time zone)"
+            )
         )
     elif not exists:
         return
-    client.execute_sql(f"delete from {qualified} where table_name = %s", table)
+    client.execute_sql(target.sql(f"delete from {qualified} where table_name = ?"), table)
     for start in range(0, len(keys), _DELETE_BATCH):
         batch = keys[start : start + _DELETE_BATCH]
-        values = ", ".join("(%s, %s, %s)" for _ in batch)
+        values = ", ".join("(?, ?, ?)" for _ in batch)
         params = [v for key in batch for v in (table, _key_text(key), missed_at)]
-        client.execute_sql(f"insert into {qualified} values {values}", *params)
+        client.execute_sql(target.sql(f"insert into {qualified} values {values}"), *params)
 
 
 def _exists(client: Any, table: str) -> bool:
+    target = Target.of(client)
     try:
-        client.execute_sql(f"select 1 from {client.make_qualified_table_name(table)} limit 1")
+        client.execute_sql(target.sql(f"select 1 from {target.table(table)} limit 1"))
     except DatabaseUndefinedRelation:
         return False
     return True
@@ -649,22 +661,26 @@ def apply_sweep(pipeline: dlt.Pipeline, plan: SweepPlan, closed_at: datetime | N
 def _delete(pipeline: dlt.Pipeline, client: Any, names: _Table, plan: SweepPlan, closing: datetime) -> None:
     if not plan.stale:
         return
-    match = " and ".join(f"{names.column(c)} = %s" for c in plan.key_columns)
+    match = " and ".join(f"{names.column(c)} = ?" for c in plan.key_columns)
     for start in range(0, len(plan.stale), _DELETE_BATCH):
         batch = plan.stale[start : start + _DELETE_BATCH]
         where = " or ".join(f"({match})" for _ in batch)
         values = [v for row in batch for v in row]
         if names.history:
             client.execute_sql(
-                f"update {names.qualified} set {names.column(VALID_TO)} = %s{names.active} and ({where})",
+                names.sql(
+                    f"update {names.qualified} set {names.column(VALID_TO)} = ?{names.active} and ({where})"
+                ),
                 closing,
                 *values,
             )
         else:
-            client.execute_sql(f"delete from {names.qualified} where {where}", *values)
+            client.execute_sql(names.sql(f"delete from {names.qualified} where {where}"), *values)
     if not names.history:
         for nested in nested_tables(pipeline, names.name):
             client.execute_sql(
-                f"delete from {client.make_qualified_table_name(nested)} where {names.column('_dlt_root_id')}"
-                f" not in (select {names.column('_dlt_id')} from {names.qualified})"
+                names.sql(
+                    f"delete from {names.target.table(nested)} where {names.column('_dlt_root_id')}"
+                    f" not in (select {names.column('_dlt_id')} from {names.qualified})"
+                )
             )

@@ -37,8 +37,12 @@ def _looks_like_email(column: str) -> str:
 
 
 def _looks_like_hash(column: str) -> str:
-    # 64 lowercase hex digits; `translate` (DuckDB and PostgreSQL alike) deletes them all from a hash.
-    return f"length({column}) = 64 and translate({column}, '0123456789abcdef', '') = ''"
+    # 64 lowercase hex digits: deleting each digit leaves nothing. Nested `replace` rather than `translate`
+    # or a regular expression, which not every destination has (MySQL: neither; MariaDB: no REGEXP_LIKE).
+    deleted = column
+    for digit in "0123456789abcdef":
+        deleted = f"replace({deleted}, '{digit}', '')"
+    return f"length({column}) = 64 and {deleted} = ''"
 
 
 def _valid_email(column: str) -> str:

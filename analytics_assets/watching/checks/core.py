@@ -29,9 +29,12 @@ from dagster import (
 from dlt.destinations.sql_client import SqlClientBase
 
 from analytics_assets.loading.assets import Gate
+from analytics_assets.loading.tables import TableColumns
 from analytics_assets.loading.tags import UNAVAILABLE
 from analytics_assets.loading.warehouse import WarehouseResource
 from analytics_assets.reading.history import current_view
+from analytics_assets.reading.naming import VALID_TO
+from analytics_assets.reading.statements import Target
 
 SAMPLE_SIZE = 5
 """How many offending keys a failed check lists in its metadata."""
@@ -65,8 +68,11 @@ class CheckContext:
     """What a check sees: the asset's table over one open warehouse connection, the instance, and the
     `warehouse` resource (the tolerated row drop).
 
-    SQL goes through dlt's client, so the same check runs on DuckDB, PostgreSQL and other SQL
-    destinations: identifiers are quoted by dlt, parameters use `%s`.
+    A check writes its SQL once, in DuckDB's dialect (`reading.statements`), with names from `qualified`
+    and `column`; `rows` and `scalar` send it in the destination's dialect through dlt's client. What
+    tables and columns exist is dlt's schema stored in the warehouse (`TableColumns`), never the
+    database catalog (`information_schema` is not on every destination, and a failed query would end a
+    PostgreSQL transaction).
     """
 
     def __init__(
@@ -76,40 +82,45 @@ class CheckContext:
         run_id: str,
         asset_key: AssetKey,
         warehouse: WarehouseResource,
+        stored_columns: TableColumns,
     ) -> None:
         self.sql = sql
+        self.target = Target.of(sql)
         self.warehouse = warehouse
         self.instance = instance
         self.run_id = run_id
         self.asset_key = asset_key
         self.table = asset_key.path[-1]
+        self._stored_columns = stored_columns
         self._history: list[EventLogRecord] | None = None
-        self._current: dict[str, str] = {}
 
     @property
     def dataset(self) -> str:
-        return self.sql.dataset_name
+        """The API's dataset, as its users name it (the asset key's first part)."""
+        return self.asset_key.path[0]
 
     def qualified(self, table: str | None = None) -> str:
-        """The quoted, qualified name of a table of the dataset (this asset's by default); for a table
-        that keeps history, of its view of the active versions, so that checks judge the current rows."""
+        """The qualified name of a table of the dataset (this asset's by default), for a statement; for a
+        table that keeps history, of its view of the active versions, so that checks judge the current rows."""
         name = table or self.table
-        if name not in self._current:
-            view = current_view(name)
-            self._current[name] = view if self.columns(view) else name
-        return self.sql.make_qualified_table_name(self._current[name])
+        if VALID_TO in self.columns(
+            name
+        ):  # history mode: `refresh_current_view` keeps the view after each load
+            return self.target.table(current_view(name))
+        return self.target.table(name)
 
     def base_table(self, table: str | None = None) -> str:
-        """The quoted, qualified name of the table itself, every version of a history table included."""
-        return self.sql.make_qualified_table_name(table or self.table)
+        """The qualified name of the table itself, every version of a history table included."""
+        return self.target.table(table or self.table)
 
     def column(self, name: str) -> str:
-        """A quoted column name."""
-        return self.sql.escape_column_name(name)
+        """A quoted column name, for a statement."""
+        return self.target.column(name)
 
     def rows(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
-        """The rows of a query (`%s` placeholders for `args`)."""
-        return [tuple(row) for row in self.sql.execute_sql(query, *args) or []]
+        """The rows of a query written in DuckDB's SQL (`?` placeholders for `args`), sent in the
+        destination's."""
+        return [tuple(row) for row in self.sql.execute_sql(self.target.sql(query), *args) or []]
 
     def scalar(self, query: str, *args: Any) -> Any:
         """The first value of the first row of a query."""
@@ -117,18 +128,12 @@ class CheckContext:
         return rows[0][0] if rows else None
 
     def columns(self, table: str | None = None) -> dict[str, str]:
-        """Column name -> the warehouse's data type, empty when the table does not exist."""
-        rows = self.rows(
-            "select column_name, data_type from information_schema.columns"
-            " where table_schema = %s and table_name = %s",
-            self.dataset,
-            table or self.table,
-        )
-        return {str(name): str(data_type) for name, data_type in rows}
+        """Column name -> dlt's data type (`text`, `bigint`, `timestamp`, ...), as dlt's schema stored in
+        the warehouse says; empty when dlt never created the table."""
+        return self._stored_columns(table or self.table)
 
     def exists(self, table: str | None = None) -> bool:
-        """Whether the table exists (asked of information_schema: a failed query would abort a
-        PostgreSQL transaction)."""
+        """Whether dlt created the table (its schema in the warehouse has it)."""
         return bool(self.columns(table))
 
     def count(self, table: str | None = None) -> int:
@@ -214,13 +219,19 @@ def _results(
     context: AssetExecutionContext | AssetCheckExecutionContext,
     sql: SqlClientBase[Any],
     warehouse: WarehouseResource,
+    pipeline: Any,
 ) -> Iterator[AssetCheckResult]:
-    """The results of the checks of `by_key` the run selected, read over `sql`: the load op's gate and the
-    check ops alike."""
+    """The results of the checks of `by_key` the run selected, read over `sql` (a connection of
+    `pipeline`'s): the load op's gate and the check ops alike."""
+    stored: dict[str, TableColumns] = {}  # per API (dataset): each table's schema is read once
     for key, check in by_key.items():
         if key not in context.selected_asset_check_keys:
             continue
-        check_context = CheckContext(sql, context.instance, context.run.run_id, key.asset_key, warehouse)
+        api = key.asset_key.path[0]
+        columns = stored.setdefault(api, TableColumns(pipeline, api))
+        check_context = CheckContext(
+            sql, context.instance, context.run.run_id, key.asset_key, warehouse, columns
+        )
         outcome = _evaluate(check, check_context, context.log)
         yield AssetCheckResult(
             asset_key=key.asset_key,
@@ -245,7 +256,7 @@ def build_gate(key: AssetKey, checks: Sequence[Check]) -> Gate:
         context: AssetExecutionContext, warehouse: WarehouseResource, pipeline: Any
     ) -> Iterator[AssetCheckResult]:
         with pipeline.sql_client() as sql:
-            yield from _results(by_key, context, sql, warehouse)
+            yield from _results(by_key, context, sql, warehouse, pipeline)
 
     return Gate(specs=[_spec(k, c) for k, c in by_key.items()], evaluate=evaluate)
 
@@ -281,6 +292,6 @@ def build_load_checks(
             warehouse.lock(context),
             pipeline.sql_client() as sql,
         ):
-            yield from _results(by_key, context, sql, warehouse)
+            yield from _results(by_key, context, sql, warehouse, pipeline)
 
     return _checks

@@ -1,7 +1,7 @@
 """Checks that query a loaded table: emptiness, primary keys, seed columns, references, shares.
 
-Plain SQL through dlt's client (`count`, `group by`, `not exists`, `like`, `information_schema`),
-which DuckDB and PostgreSQL both speak.
+Each statement is written once, in DuckDB's SQL, and sent in the destination's (`CheckContext.rows`,
+`reading.statements`); what tables and columns exist, and their types, come from dlt's schema.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from analytics_assets.watching.checks.core import (
 
 TEXT, TIMESTAMP, NUMERIC, BOOLEAN, JSON = "text", "timestamp", "numeric", "boolean", "json"
 
-_FAMILIES = (  # substrings of a warehouse type name (DuckDB, PostgreSQL, ...), first match wins
+_FAMILIES = (  # substrings of a dlt data type (or a warehouse's type name), first match wins
     (TIMESTAMP, ("timestamp", "date", "time")),
     (NUMERIC, ("int", "numeric", "decimal", "double", "real", "float", "number")),
     (BOOLEAN, ("bool",)),
@@ -35,7 +35,7 @@ _FAMILIES = (  # substrings of a warehouse type name (DuckDB, PostgreSQL, ...), 
 
 
 def type_family(data_type: str) -> str:
-    """The family of a warehouse column type: `text`, `timestamp`, `numeric`, `boolean`, `json`."""
+    """The family of a column's dlt data type: `text`, `timestamp`, `numeric`, `boolean`, `json`."""
     lowered = data_type.lower()
     return next((family for family, names in _FAMILIES if any(n in lowered for n in names)), lowered)
 
@@ -186,7 +186,8 @@ def primary_key_not_null(key: Sequence[str]) -> Check:
         )
         bad = int(context.scalar(f"select count(*) from {table} where {blank}"))
         if bad:
-            sample = context.rows(f"select _dlt_id from {table} where {blank} limit {SAMPLE_SIZE}")
+            dlt_id = context.column("_dlt_id")
+            sample = context.rows(f"select {dlt_id} from {table} where {blank} limit {SAMPLE_SIZE}")
             return Outcome(
                 False,
                 f"{_rows(bad)} of {context.dataset}.{context.table} {'has' if bad == 1 else 'have'} no ({shown}): the API sent records"
