@@ -53,7 +53,8 @@ def snapshot(warehouse: Warehouse) -> dict[str, list[tuple[str, ...]]]:
             c
             for (c,) in warehouse.query(
                 "select column_name from information_schema.columns"
-                f" where table_schema = '{schema}' and table_name = '{name}' order by column_name"
+                f" where table_schema = '{warehouse.dataset(schema)}' and table_name = '{name}'"
+                " order by column_name"
             )
             if c not in ("_dlt_load_id", "_dlt_id")
         ]

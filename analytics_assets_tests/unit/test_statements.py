@@ -141,7 +141,6 @@ def _sweep_statements(client: Recording) -> None:
         names.scan(key, set())
         plan = sweep.SweepPlan(table, key, sweep.array("q"), [("a",), ("b",)], [("c",)])
         sweep._delete(pipeline, client, names, plan, closing)
-    sweep._unconfirmed(client, "peoples")
     sweep._keep_unconfirmed(client, "peoples", [("c",), ("d",)], closing, exists=True)
     sweep._exists(client, "peoples")
 
