@@ -46,6 +46,21 @@ def test_groups_descriptions_and_table_metadata() -> None:
     assert "dlt" in peoples.kinds
 
 
+def test_the_catalog_says_how_each_asset_pages_and_shows_nothing_unserializable() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        metadata = graph.get(key).metadata
+        assert not [k for k in metadata if k.startswith("dagster_dlt/")], key  # "[DltSource] (unserializable)"
+    peoples = graph.get(AssetKey(["audience", "peoples"])).metadata["paging"].value
+    assert "each page asked from the last record of the page before" in peoples
+    assert "whatever the offset" in peoples and "deletes nothing" in peoples
+    assert "stops on the first short page" not in peoples  # untrue since pages overlap
+    assert "`skip`" in graph.get(AssetKey(["feedback", "responses"])).metadata["paging"].value
+    surveys = graph.get(AssetKey(["feedback", "surveys"]))
+    assert surveys.metadata["paging"].value == "none (one request answers the whole list)"
+    assert "- paging: none (one request answers the whole list)" in (surveys.description or "")
+
+
 @pytest.mark.slow
 def test_definitions_load_without_any_configuration(tmp_path: Path) -> None:
     """No setting, secret or network is needed to load the code location (the UI does it on every reload)."""

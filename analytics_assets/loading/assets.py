@@ -452,17 +452,26 @@ def _start_reads(
     return EndpointReads(loads, run.read, lambda: warehouse.lock(context), restore_first_here=first)
 
 
+_DAGSTER_DLT_METADATA = "dagster_dlt/"
+
+
 def _specs(api: Api, freshness_policy: FreshnessPolicy | None) -> list[AssetSpec]:
     """The assets of one API, `<api>/<resource>` for every resource of its source, as `@dlt_assets` makes
     them (dagster-dlt's translator protocol)."""
     translator = ApiTranslator(api=api.name, endpoints=api.catalog, freshness_policy=freshness_policy)
-    return list(
-        build_dlt_asset_specs(
-            dlt_source=api.spec_source(),
-            dlt_pipeline=dlt.pipeline(pipeline_name=api.name, dataset_name=api.name),
-            dagster_dlt_translator=translator,
-        )
+    specs = build_dlt_asset_specs(
+        dlt_source=api.spec_source(),
+        dlt_pipeline=dlt.pipeline(pipeline_name=api.name, dataset_name=api.name),
+        dagster_dlt_translator=translator,
     )
+    # dagster-dlt keeps its source, pipeline and translator in each spec's metadata for `@dlt_assets`,
+    # which the UI shows as "[DltSource] (unserializable)". The load op builds its own per run.
+    return [
+        spec.replace_attributes(
+            metadata={k: v for k, v in spec.metadata.items() if not k.startswith(_DAGSTER_DLT_METADATA)}
+        )
+        for spec in specs
+    ]
 
 
 def _failure_message(failed: Mapping[str, list[str]], loaded: int, lines: list[str]) -> str:

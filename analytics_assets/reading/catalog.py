@@ -68,13 +68,17 @@ class Endpoint:
 
 
 def _paging(paginator: Any) -> str:
+    # What `rest.ShortPageOffsetPaginator` does, said for the asset page (its docstring has the why).
     if isinstance(paginator, OffsetPaginator):
         return (
-            f"offset (`{paginator.param_name}`, `{paginator.limit_param}`={paginator.limit}),"
-            " stops on the first short page"
+            f"offset (`{paginator.param_name}`, `{paginator.limit_param}`={paginator.limit}), each page asked from"
+            " the last record of the page before; the list ends on an empty page, on a page shorter than the"
+            " largest served, or when the same records are answered whatever the offset (an API that does"
+            " not page: its whole list). A read that cannot see its end, or whose list moved under it,"
+            " deletes nothing"
         )
     if paginator == "single_page":
-        return "none (one request)"
+        return "none (one request answers the whole list)"
     return str(paginator)
 
 

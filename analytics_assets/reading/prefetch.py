@@ -6,7 +6,7 @@ another. `PagePrefetcher` wraps the source's session `send` (above dlt's retryin
 request keeps the seeds' retry rule and every attempt still goes through the pacing and the stats of
 `transport.py`). When dlt asks for page k of a list, the next pages k+1 .. k+N-1 are already on their
 way in a thread pool; dlt receives each page from its own request, in page order, and its paginator
-decides as before where the list ends (a short page, a repeated page). Nothing else changes: rows,
+decides as before where the list ends (a short page, an empty one, the whole list repeated). Nothing else changes: rows,
 the end of a list and the "end not seen" report are exactly those of a sequential read. The next offsets
 are guessed from the last step the paginator took (`ShortPageOffsetPaginator` moves by what a page held,
 less a one-record overlap), not from `limit`: an API serving fewer records a page than asked is read

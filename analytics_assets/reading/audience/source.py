@@ -2,8 +2,9 @@
 
 Every resource, path, data selector, paginator and header of the seed is kept; what fails as written
 is fixed (see shared api-notes):
-- no totals: offset paging stops on the first short page, or on a page repeating the one before
-  (`ShortPageOffsetPaginator`); `segments` is paged like people (the public connector does);
+- no totals: offset paging reads to the real end of a list or says it could not
+  (`ShortPageOffsetPaginator`); `segments` is asked in pages like people (the public connector does),
+  and the seed's one page, answered whatever the offset, is read as the whole list;
 - `/accounts` returns a bare JSON array: its data selector is the root (`$`), not `[]`;
 - records have natural keys, not `id` everywhere: each resource names its own primary key;
 - `segment_people` is a dlt child of `segments` (`{resources.segments.id}` in the path), each row
@@ -116,8 +117,9 @@ def audience_config(
                 # The condition tree is arbitrarily deep: one JSON column, not a table per level.
                 "columns": {"conditions": {"data_type": "json"}},
                 # The API's description lists segments as one page, but the public low-code connector
-                # pages it like people: paged here too, so that a paged list is read to its end (and an
-                # API that ignores the parameters costs one extra request).
+                # pages it like people: asked in pages here too, so that a paged list is read to its end;
+                # an API that ignores the parameters answers its whole list again at the next offset, and
+                # once more (two extra requests): that is the whole list, swept like any other.
                 "endpoint": {
                     "path": "/segments",
                     "data_selector": "segments",

@@ -1,7 +1,8 @@
 """The feedback API (seed 003) as a declarative dlt `rest_api` source.
 
 Every resource, path, data selector, paginator and header of the seed is kept; what fails as written
-is fixed (see shared api-notes): no totals, so offset paging (`skip`) stops on the first short page.
+is fixed (see shared api-notes): no totals, so `responses` is read with offset paging (`skip`) to the
+real end of the list (`ShortPageOffsetPaginator`); the other endpoints are answered whole.
 Every record has an `id` key.
 """
 
