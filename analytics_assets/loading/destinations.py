@@ -16,10 +16,11 @@ it says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dlt.common.typing import TLoaderFileFormat
+
+from analytics_assets.loading.errors import error_chain
 
 KEEPS_NUL = frozenset({"duckdb"})
 """The destinations known to store NUL (`\u0000`) in text and JSON as it is (`odd_values.py` replaces it
@@ -96,19 +97,9 @@ class WarehouseFault:
     reason: str
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        inner = getattr(current, "exception", None)  # dlt's PipelineStepFailed keeps it here
-        current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__
-
-
 def warehouse_fault(error: BaseException) -> WarehouseFault | None:
     """The warehouse's own failure behind `error` (anywhere in its chain), or None."""
-    chain = list(_chain(error))
+    chain = list(error_chain(error))
     for kind, signs in _SIGNS:
         for cause in reversed(chain):  # the innermost says it best: the driver's words
             lines = [line.strip() for line in str(cause).splitlines() if line.strip()]

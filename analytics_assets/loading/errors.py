@@ -22,7 +22,8 @@ from analytics_assets.reading.transport import (
 )
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the errors behind it (causes, contexts, and what dlt's step failures wrap), once each."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -50,7 +51,11 @@ def _last_request(stats: RequestStats, endpoint: Endpoint | None) -> str:
 def error_response(error: BaseException) -> requests.Response | None:
     """The API's answer behind a failed load when it answered with an error status, else None."""
     return next(
-        (c.response for c in _chain(error) if isinstance(c, requests.HTTPError) and c.response is not None),
+        (
+            c.response
+            for c in error_chain(error)
+            if isinstance(c, requests.HTTPError) and c.response is not None
+        ),
         None,
     )
 
@@ -81,7 +86,7 @@ def explain(
         base_url: The configured base URL (never secret; the key travels in a header).
     """
     name = api.name
-    chain = list(_chain(error))
+    chain = list(error_chain(error))
     resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
     endpoint = catalog.get(resource or "")
     url_setting = env_var(api.name, "base_url")
