@@ -574,3 +574,11 @@ def test_a_page_of_plain_records_is_passed_on_as_it_is() -> None:
     ]
     storable, report = made_storable(page)
     assert storable == page and report.counts("peoples") == {}
+
+
+def test_a_persons_own_segment_id_keeps_its_value_beside_the_loaders() -> None:
+    from analytics_assets.reading.audience.source import _rename_parent_id
+
+    record = _rename_parent_id({"id": "p-1", "segment_id": "custom", "_segments_id": 1001})
+    assert record == {"id": "p-1", f"segment_id__{name_tag('segment_id')}": "custom", "segment_id": 1001}
+    assert _rename_parent_id({"id": "p-2", "_segments_id": 1002}) == {"id": "p-2", "segment_id": 1002}

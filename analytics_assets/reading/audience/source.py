@@ -24,7 +24,7 @@ from dlt.sources.rest_api import RESTAPIConfig
 from analytics_assets.reading.audience.columns import COLUMNS
 from analytics_assets.reading.credentials import drop_credentials
 from analytics_assets.reading.field_rules import FieldRules
-from analytics_assets.reading.odd_values import OddValues
+from analytics_assets.reading.odd_values import OddValues, name_tag
 from analytics_assets.reading.rest import ShortPageOffsetPaginator, assemble
 from analytics_assets.reading.settings import SourceSettings
 from analytics_assets.reading.sweep import ServedKeys
@@ -51,7 +51,11 @@ LOADER_FIELDS = {"segment_people": {"segment_id": "the segment's id, copied from
 
 
 def _rename_parent_id(record: dict[str, Any]) -> dict[str, Any]:
-    # dlt names a field taken from the parent `_<parent>_<field>`; the warehouse says `segment_id`.
+    # dlt names a field taken from the parent `_<parent>_<field>`; the warehouse says `segment_id`. A
+    # person's own field of that name keeps its value in a column of its own, named as `odd_values.py`
+    # names the second of two fields that meet in one column.
+    if "segment_id" in record:
+        record[f"segment_id__{name_tag('segment_id')}"] = record.pop("segment_id")
     record["segment_id"] = record.pop("_segments_id")
     return record
 
