@@ -3,7 +3,7 @@ one DAGSTER_HOME, from the shared first sync of every asset (`test_isolation.fir
 
 - An API that serves fewer records a page than asked is read to the real end of its list.
 - People deleted while a sync pages (every later offset shifts) cost no live person: the read says its
-  list moved, so what it missed waits for the next read to confirm it.
+  list moved, so what it missed waits for the next read that holds still to confirm it.
 - A sync that would delete more than `max_row_drop` fails that endpoint before writing anything.
 - The weekly reconciliation reads (and sweeps) both APIs in full.
 """
@@ -67,7 +67,7 @@ def test_no_person_the_api_still_serves_is_deleted_and_a_mass_deletion_is_refuse
     assert done.returncode == 0, output[-3000:]
     assert served_ids(configured) <= people_ids(warehouse), "a person the API still serves was deleted"
     assert "did not start with the record the page before ended with" in output
-    assert "The next sync deletes those it does not serve either" in output
+    assert "The next sync that reads the list holding still deletes those it does not serve" in output
     done = cli.materialize("audience/peoples")  # the next read holds still: the three go
     assert done.returncode == 0
     assert_warehouse_equals_api_table(warehouse, configured, "audience.peoples")
