@@ -18,7 +18,10 @@ The model (`ListApi`), each behaviour an API has been seen to have:
 - records added, changed and deleted between syncs, and one change between two requests of a read;
 - a page served twice (the page before answered again); a server error on a request (the read fails).
 
-The one thing it leaves out, because no reader of offset pages can see it: two changes between the same
+Pages hold two records at least (the sources ask for 100): pages of one record cannot overlap, so a
+record deleted before the offset hides the next one from any reader (found by the long profile:
+`start("pages", "stable", 1, 2)`, a sync, then a sync with `{1: "twice", 2: "delete:0"}` deletes record 2).
+The one thing it leaves out besides, because no reader of offset pages can see it: two changes between the same
 two requests whose shifts cancel at the page boundary, or one change beside ties shuffled across it,
 while a record crosses the boundary; the pages then look exactly like those of a list that held still.
 
@@ -259,7 +262,7 @@ class PagingModel(RuleBasedStateMachine):
     @initialize(
         mode=st.sampled_from(MODES),
         order=st.sampled_from(ORDERS),
-        limit=st.sampled_from([1, 2, 3, 5, 100]),
+        limit=st.sampled_from([2, 3, 5, 100]),
         cap=st.sampled_from([-2, -1, 0, 1, 1_000]),
         offset_param=st.sampled_from(["offset", "skip"]),
         count=st.integers(0, 1_000),
@@ -281,7 +284,7 @@ class PagingModel(RuleBasedStateMachine):
     ) -> None:
         # An API that ignores the offset serves at least the limit asked (or its whole list): a page
         # cap below the limit on such an API is a whole list of fewer records to any reader.
-        page_max = max(1, limit + cap) if mode == "pages" else max(limit, limit + cap)
+        page_max = max(2, limit + cap) if mode == "pages" else max(limit, limit + cap)
         count = count if limit >= 100 else count % 61
         records = [
             {
@@ -313,7 +316,7 @@ class PagingModel(RuleBasedStateMachine):
             self.api.change(f"{event}:{at + i}")
 
     @precondition(lambda self: self.api.mode == "pages")
-    @rule(cap=st.integers(1, 120))
+    @rule(cap=st.integers(2, 120))
     def change_page_maximum(self, cap: int) -> None:
         self.api.page_max = cap
 
@@ -374,7 +377,7 @@ class PagingModel(RuleBasedStateMachine):
             assert end_unseen is None, end_unseen
             assert self.table.rows == after, (sorted(self.table.rows ^ after)[:5], plan.moved)
         # 4. a record gone at the source goes with the next sync that can prove it.
-        if provable:
+        if provable and served_keys:  # a read that served nothing deletes nothing (more likely a fault)
             self.proven_absent.append(rows_before - after)
             assert not (rows_before - after) & self.table.rows
         # 5. no loop: the pages needed plus two per list, plus two per scripted event.
