@@ -53,26 +53,21 @@ on_every_warehouse = pytest.mark.parametrize("warehouse", WAREHOUSES, indirect=T
 """Run the marked test once per warehouse destination (PostgreSQL only when configured)."""
 
 
+def _server_url(variable: str, server: str, example: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{server} tests need a server: set {variable} (e.g. {example}; .ci/run sets it)")
+    return url
+
+
 def postgres_server_url() -> str:
     """The PostgreSQL server the tests may create databases on, or skip the test with the reason."""
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(
-            f"PostgreSQL tests need a server: set {POSTGRES_URL_ENV}"
-            " (e.g. postgresql://postgres@127.0.0.1:5432/test; .ci/run sets it)"
-        )
-    return url
+    return _server_url(POSTGRES_URL_ENV, "PostgreSQL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def mysql_server_url() -> str:
     """The MariaDB/MySQL server the tests may create databases on, or skip the test with the reason."""
-    url = os.environ.get(MYSQL_URL_ENV)
-    if not url:
-        pytest.skip(
-            f"MariaDB tests need a server: set {MYSQL_URL_ENV}"
-            " (e.g. mysql+pymysql://root@127.0.0.1:3306/test; .ci/run sets it)"
-        )
-    return url
+    return _server_url(MYSQL_URL_ENV, "MariaDB", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def mysql_connect(url: str, database: str | None = None) -> Any:
